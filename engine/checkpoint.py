@@ -1,0 +1,205 @@
+"""Checkpoints with torch.distributed.checkpoint (DCP), resharded on load.
+
+Layout of a checkpoint directory::
+
+    <path>/.metadata             DCP metadata (global shapes, which file holds each shard)
+    <path>/__<rank>_0.distcp     DCP tensor data written by each rank
+    <path>/engine_state.json     every non-tensor value (optimizer hyper-parameters,
+                                 scheduler, loss scaler, step counters) and the key of
+                                 each tensor, so nothing is ever unpickled
+    <path>/rng/rank_<r>.pt       RNG states of rank r (torch CPU/CUDA, Python), read with
+                                 ``torch.load(weights_only=True)``
+
+Tensors are saved in their global (unsharded) layout, so a checkpoint written by N ranks
+loads on M ranks with any ZeRO stage. Saving writes ``<path>.tmp`` and renames it to
+``<path>`` once every rank has finished; an existing ``<path>`` is moved to ``<path>.old``
+for the instant of the swap and then removed, so a crash leaves either the old or the new
+complete checkpoint, never a partial one under ``<path>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+__all__ = ["load_checkpoint", "save_checkpoint"]
+
+_STATE_FILE = "engine_state.json"
+_FORMAT = 1
+_TENSOR = "__tensor__"
+
+
+def _split_tensors(obj: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """A JSON-able copy of ``obj`` with each tensor replaced by ``{"__tensor__": key}``."""
+    if isinstance(obj, torch.Tensor):
+        tensors[key] = obj
+        return {_TENSOR: key}
+    if isinstance(obj, dict):
+        out = {}
+        for name, value in obj.items():
+            if not isinstance(name, str):
+                raise TypeError(f"checkpoint keys must be strings, got {name!r} under {key!r}")
+            out[name] = _split_tensors(value, f"{key}/{name}", tensors)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_split_tensors(value, f"{key}/{i}", tensors) for i, value in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot checkpoint a value of type {type(obj).__name__} at {key!r}")
+
+
+def _join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {_TENSOR}:
+            return tensors[obj[_TENSOR]]
+        return {name: _join_tensors(value, tensors) for name, value in obj.items()}
+    if isinstance(obj, list):
+        return [_join_tensors(value, tensors) for value in obj]
+    return obj
+
+
+def _tensor_keys(obj: Any) -> set[str]:
+    if isinstance(obj, dict):
+        if set(obj) == {_TENSOR}:
+            return {obj[_TENSOR]}
+        return set().union(*(_tensor_keys(v) for v in obj.values())) if obj else set()
+    if isinstance(obj, list):
+        return set().union(*(_tensor_keys(v) for v in obj)) if obj else set()
+    return set()
+
+
+@contextlib.contextmanager
+def _dcp_context() -> Iterator[bool]:
+    """Yields DCP's ``no_dist``; without a process group, silences DCP's warning that it
+    assumes a single process (exactly the intent)."""
+    no_dist = not dist.is_initialized()
+    with warnings.catch_warnings():
+        if no_dist:
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield no_dist
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _rng_state() -> dict[str, torch.Tensor]:
+    version, words, gauss = random.getstate()
+    state = {
+        "torch_cpu": torch.get_rng_state(),
+        "python_version": torch.tensor([version]),
+        "python_state": torch.tensor(words, dtype=torch.int64),
+        "python_gauss": torch.tensor([float("nan") if gauss is None else gauss], dtype=torch.float64),
+    }
+    if torch.cuda.is_available():
+        state["torch_cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["torch_cpu"])
+    gauss = float(state["python_gauss"][0])
+    random.setstate((
+        int(state["python_version"][0]),
+        tuple(int(w) for w in state["python_state"].tolist()),
+        None if gauss != gauss else gauss,
+    ))
+    if "torch_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["torch_cuda"])
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], *, model: nn.Module, optimizer: torch.optim.Optimizer, extra: dict[str, Any]
+) -> None:
+    """Save model, optimizer, ``extra`` (JSON-able) and every rank's RNG state to ``path``.
+
+    Collective when a process group exists: every rank must call it with the same path,
+    on a filesystem all ranks share.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    old = path.with_name(path.name + ".old")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a save that crashed
+        (tmp / "rng").mkdir(parents=True)
+    _barrier()
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _split_tensors({"model": model_sd, "optim": optim_sd}, "", tensors)
+    with _dcp_context() as no_dist:
+        dcp.save(tensors, checkpoint_id=tmp, no_dist=no_dist)
+    torch.save(_rng_state(), tmp / "rng" / f"rank_{rank}.pt")
+    if rank == 0:
+        world_size = dist.get_world_size() if dist.is_initialized() else 1
+        document = {"format": _FORMAT, "world_size": world_size, "state": skeleton, "extra": extra}
+        with open(tmp / _STATE_FILE, "w") as handle:
+            json.dump(document, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+    _barrier()  # every rank's files are complete before the rename publishes them
+    if rank == 0:
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    _barrier()
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], *, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` at any world size.
+
+    Model and optimizer are restored in place (resharded to the current layout); this
+    rank's RNG state is restored when the checkpoint has one for this rank.
+
+    Returns:
+        The ``extra`` dict given at save time.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a complete checkpoint.
+        ValueError: The checkpoint's tensors do not match the model/optimizer.
+    """
+    path = Path(path)
+    state_file = path / _STATE_FILE
+    if not state_file.is_file():
+        raise FileNotFoundError(f"{str(path)!r} is not a checkpoint: {_STATE_FILE} is missing")
+    document = json.loads(state_file.read_text())
+    if document.get("format") != _FORMAT:
+        raise ValueError(f"checkpoint format {document.get('format')!r} is not {_FORMAT}")
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    current: dict[str, torch.Tensor] = {}
+    _split_tensors({"model": model_sd, "optim": optim_sd}, "", current)
+    saved = _tensor_keys(document["state"])
+    if saved != set(current):
+        only_saved = sorted(saved - set(current))[:5]
+        only_current = sorted(set(current) - saved)[:5]
+        raise ValueError(
+            f"checkpoint {str(path)!r} does not match the model/optimizer: only in checkpoint {only_saved}, "
+            f"only in the current model/optimizer {only_current}"
+        )
+    with _dcp_context() as no_dist:
+        dcp.load(current, checkpoint_id=path, no_dist=no_dist)
+    state = _join_tensors(document["state"], current)
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    rng_file = path / "rng" / f"rank_{rank}.pt"
+    if rng_file.is_file():
+        _set_rng_state(torch.load(rng_file, weights_only=True))
+    return document["extra"]

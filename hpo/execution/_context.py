@@ -1,0 +1,69 @@
+"""What a training function sees of its trial."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hpo.exceptions import HpoError, TrialPruned
+
+__all__ = ["TrialContext", "TrialDiverged", "TrialInterrupted"]
+
+
+class TrialInterrupted(HpoError):
+    """The study is stopping (Ctrl-C); raised from :meth:`TrialContext.report`."""
+
+
+class TrialDiverged(HpoError):
+    """A reported value was NaN or infinite: the trial fails instead of training on."""
+
+
+@dataclass(kw_only=True)
+class TrialContext:
+    """The argument of every trial entrypoint: ``def train(ctx: TrialContext) -> float | dict``.
+
+    Attributes:
+        params: The sampled hyperparameters, identical on every rank.
+        number: The trial's number within its study.
+        max_epochs: The training budget (the ``max_resource`` pruners see).
+        device: ``"cpu"`` or ``"cuda:<i>"`` for this rank.
+        rank: This process's rank within the trial's process group.
+        world_size: Processes in the trial's process group.
+        engine_config: ``trial.engine`` of the study with sampled ``engine.*`` values applied.
+        run_dir: A directory of this trial's own (checkpoints, artifacts).
+        seed: A seed derived from the trial number, for reproducible initialization.
+    """
+
+    params: dict[str, Any]
+    number: int
+    max_epochs: int
+    device: str = "cpu"
+    rank: int = 0
+    world_size: int = 1
+    engine_config: dict[str, Any] = field(default_factory=dict)
+    run_dir: Path | None = None
+    seed: int = 0
+    _report: Callable[[float, int], bool] | None = field(default=None, repr=False)
+    _stopping: Callable[[], bool] | None = field(default=None, repr=False)
+
+    def report(self, value: float, step: int) -> None:
+        """Record an intermediate value of the study's (first) metric at ``step``.
+
+        Raises:
+            TrialPruned: The pruner decided to stop this trial; let it propagate.
+            TrialDiverged: ``value`` is NaN or infinite; the trial is marked failed.
+            TrialInterrupted: The study is being stopped.
+        """
+        value = float(value)
+        if not math.isfinite(value):
+            raise TrialDiverged(f"reported {value} at step {step}")
+        if self._stopping is not None and self._stopping():
+            raise TrialInterrupted("study interrupted")
+        if self._report is not None and self._report(value, int(step)):
+            raise TrialPruned(f"pruned at step {step} (value {value:.6g})")
+
+    def should_stop(self) -> bool:
+        """Whether the study is stopping; long steps without reports can poll this."""
+        return bool(self._stopping and self._stopping())

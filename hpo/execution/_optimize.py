@@ -1,0 +1,214 @@
+"""The study loop: ask, run, tell, until ``n_trials`` trials have finished."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo.exceptions import SpecError
+from hpo.execution._base import Executor, TrialJob
+from hpo.execution._heartbeat import Heartbeat
+from hpo.execution._inprocess import InProcessExecutor
+from hpo.execution._outcome import Outcome, TrialResult
+from hpo.execution._study import HEARTBEAT_INTERVAL_S, budget, open_study
+from hpo.reporting import Progress, make_progress
+from hpo.spec import StudySpec, sample_params
+
+__all__ = ["optimize"]
+
+ERROR_ATTR = "hpo:error"
+METRICS_ATTR = "hpo:metrics"
+
+
+def optimize(
+    spec: StudySpec,
+    *,
+    n_trials: int | None = None,
+    storage: str | None = None,
+    concurrency: int | None = None,
+    timeout: float | None = None,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
+) -> optuna.Study:
+    """Run (or continue) the study ``spec`` describes until it has ``n_trials`` finished trials.
+
+    Args:
+        spec: The validated study (see :func:`hpo.load_spec`).
+        n_trials: Override ``spec.n_trials``: the total of finished trials wanted.
+        storage: Override ``spec.storage``.
+        concurrency: Override ``spec.concurrency``: trials run at once.
+        timeout: Override ``spec.timeout``: seconds after which no new trial starts.
+        executor: Where trials run (default: threads of this process).
+        progress: Where progress goes (default: a live display on a terminal, else log lines).
+
+    Returns:
+        The Optuna study, with ``best_params``, ``best_value``, ``trials``...
+    """
+    spec = _override(spec, n_trials=n_trials, storage=storage, concurrency=concurrency, timeout=timeout)
+    study, rdb = open_study(spec)
+    loop = _Loop(spec, study, rdb, executor or InProcessExecutor(), progress or make_progress())
+    try:
+        loop.run()
+    finally:
+        loop.progress.close()
+    return study
+
+
+def _override(spec: StudySpec, **changes: Any) -> StudySpec:
+    data = json.loads(spec.model_dump_json())
+    for key, value in changes.items():
+        if value is not None:
+            data[key] = value
+    try:
+        return StudySpec.model_validate(data)
+    except ValueError as e:
+        raise SpecError(str(e).splitlines()[-1].strip(), key=",".join(k for k, v in changes.items() if v is not None)) from None
+
+
+def apply_engine_params(engine: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The engine config with every ``engine.a.b`` parameter written at key path ``a.b``."""
+    cfg = copy.deepcopy(engine)
+    for name, value in params.items():
+        if not name.startswith("engine."):
+            continue
+        *parents, leaf = name.split(".")[1:]
+        node = cfg
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return cfg
+
+
+class _Loop:
+    """Runs up to ``concurrency`` trials at once in worker threads; the main thread watches."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        study: optuna.Study,
+        storage: optuna.storages.RDBStorage,
+        executor: Executor,
+        progress: Progress,
+    ) -> None:
+        self.spec = spec
+        self.study = study
+        self.storage = storage
+        self.study_id = storage.get_study_id_from_name(spec.name)
+        self.executor = executor
+        self.progress = progress
+        self.stop = threading.Event()
+        self.lock = threading.Lock()  # serializes the budget check with ask()
+        self.deadline = time.monotonic() + spec.timeout if spec.timeout else None
+        self.errors: list[BaseException] = []
+        self.next_stale_check = 0.0
+        self.run_dir = Path(spec.run_dir or Path("hpo_runs") / spec.name)
+
+    def run(self) -> None:
+        b = budget(self.storage, self.study_id, self.spec.n_trials)
+        self.progress.start(self.spec, b.done, self.study)
+        threads = [
+            threading.Thread(target=self._worker, name=f"hpo-trial-slot-{i}", daemon=True)
+            for i in range(self.spec.concurrency)
+        ]
+        for t in threads:
+            t.start()
+        try:
+            while any(t.is_alive() for t in threads):
+                for t in threads:
+                    t.join(timeout=0.2)
+                self.progress.refresh()
+        except KeyboardInterrupt:
+            # Running trials see `stopping()` at their next report and end as INTERRUPTED.
+            self.stop.set()
+            self.progress.note("interrupted: finishing running trials (Ctrl-C again to abandon them)")
+            for t in threads:
+                t.join()
+            raise
+        finally:
+            self.executor.close()
+        if self.errors:
+            raise self.errors[0]
+
+    def _next_trial(self) -> optuna.Trial | None:
+        """Ask for a trial if the budget allows; None when this slot should stop."""
+        while not self.stop.is_set():
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                return None
+            with self.lock:
+                now = time.monotonic()
+                if now >= self.next_stale_check:  # a query per trial would cost more than it finds
+                    optuna.storages.fail_stale_trials(self.study)
+                    self.next_stale_check = now + HEARTBEAT_INTERVAL_S
+                b = budget(self.storage, self.study_id, self.spec.n_trials)
+                if b.finished or self._grid_exhausted():
+                    return None
+                if b.can_start:
+                    return self.study.ask()
+            # Others (threads here or other processes) hold the rest of the budget: wait.
+            self.stop.wait(1.0)
+        return None
+
+    def _grid_exhausted(self) -> bool:
+        sampler = self.study.sampler
+        return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(self.study)
+
+    def _worker(self) -> None:
+        try:
+            while (trial := self._next_trial()) is not None:
+                self._run_one(trial)
+        except BaseException as e:  # noqa: BLE001 - surfaced by run()
+            self.errors.append(e)
+            self.stop.set()
+
+    def _run_one(self, trial: optuna.Trial) -> None:
+        params = sample_params(trial, self.spec.search_space)
+        number = trial.number
+        job = TrialJob(
+            entrypoint=self.spec.trial.entrypoint,
+            study_name=self.spec.name,
+            storage_url=self.spec.storage_url,
+            trial_id=trial._trial_id,  # noqa: SLF001 - Trial exposes no public id
+            number=number,
+            params=params,
+            engine_config=apply_engine_params(self.spec.trial.engine, params),
+            metric_names=self.spec.metric_names,
+            max_epochs=self.spec.trial.max_epochs,
+            workers=self.spec.trial.resources.workers,
+            device=self.spec.trial.resources.device,
+            run_dir=self.run_dir / f"trial_{number}",
+            seed=zlib.crc32(f"{self.spec.name}:{number}".encode()),
+        )
+        self.progress.trial_started(number, params)
+
+        def report(value: float, step: int) -> bool:
+            trial.report(value, step)
+            self.progress.trial_reported(number, step, value)
+            return trial.should_prune()
+
+        with Heartbeat(self.storage, job.trial_id, HEARTBEAT_INTERVAL_S):
+            result = self.executor.run(job, report, self.stop.is_set)
+        self._tell(trial, result)
+
+    def _tell(self, trial: optuna.Trial, result: TrialResult) -> None:
+        if result.metrics and set(result.metrics) != set(self.spec.metric_names):
+            trial.set_user_attr(METRICS_ATTR, dict(result.metrics))
+        if result.error:
+            trial.set_user_attr(ERROR_ATTR, result.error)
+        if result.outcome is Outcome.COMPLETE:
+            frozen = self.study.tell(trial, result.values)
+        elif result.outcome is Outcome.PRUNED:
+            frozen = self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            frozen = self.study.tell(trial, state=TrialState.FAIL)
+            if result.outcome is Outcome.INTERRUPTED:
+                # Not the trial's fault: queue it again so the next run starts with it.
+                optuna.storages.RetryHeartbeatStaleTrialCallback()(self.study, frozen)
+        self.progress.trial_finished(frozen, result)

@@ -1,0 +1,54 @@
+"""One function from :class:`~hpo.spec.SamplerSpec` to an Optuna sampler."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from hpo._options import construct
+from hpo.spec._space import grid_search_space
+
+if TYPE_CHECKING:
+    from hpo.spec import StudySpec
+
+__all__ = ["create_sampler"]
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its ``study.stop()`` call, which only works inside
+    ``Study.optimize``; the study loop asks :meth:`is_exhausted` instead."""
+
+    def after_trial(self, study: optuna.Study, trial: Any, state: Any, values: Any) -> None:
+        """Nothing to do: exhaustion is checked by the loop before each new trial."""
+
+
+_SAMPLERS: dict[str, Any] = {
+    "random": optuna.samplers.RandomSampler,
+    "tpe": optuna.samplers.TPESampler,
+    "grid": _GridSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+    "gp": optuna.samplers.GPSampler,
+    "qmc": optuna.samplers.QMCSampler,
+    "nsgaii": optuna.samplers.NSGAIISampler,
+    "bruteforce": optuna.samplers.BruteForceSampler,
+}
+
+
+def create_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+    """Build the sampler ``spec.sampler`` names, seeded as given.
+
+    Raises:
+        KeyError_: An option is unknown or invalid, or the sampler needs a missing package.
+    """
+    s = spec.sampler
+    fixed: dict[str, Any] = {"seed": s.seed}
+    if s.type == "grid":
+        fixed["search_space"] = grid_search_space(spec.search_space)
+    if s.type == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            from hpo.spec._model import KeyError_
+
+            raise KeyError_("sampler.type", "the cmaes sampler needs `pip install cmaes`") from None
+    return construct(_SAMPLERS[s.type], s.options, "sampler", fixed)

@@ -1,0 +1,37 @@
+"""The study specification: typed models, YAML loading and the search space."""
+
+from __future__ import annotations
+
+from hpo.spec._load import load_entrypoint, load_spec, spec_from_dict
+from hpo.spec._model import (
+    CategoricalParam,
+    Direction,
+    ExecutorSpec,
+    FloatParam,
+    IntParam,
+    PrunerSpec,
+    ResourcesSpec,
+    SamplerSpec,
+    StudySpec,
+    TrialSpec,
+)
+from hpo.spec._space import grid_search_space, sample_params, sampling_order
+
+__all__ = [
+    "CategoricalParam",
+    "Direction",
+    "ExecutorSpec",
+    "FloatParam",
+    "IntParam",
+    "PrunerSpec",
+    "ResourcesSpec",
+    "SamplerSpec",
+    "StudySpec",
+    "TrialSpec",
+    "grid_search_space",
+    "load_entrypoint",
+    "load_spec",
+    "sample_params",
+    "sampling_order",
+    "spec_from_dict",
+]

@@ -1,0 +1,7 @@
+"""The study database: Optuna's schema, reached through SQLAlchemy."""
+
+from __future__ import annotations
+
+from hpo.storage._rdb import count_trials, create_storage, redact_url
+
+__all__ = ["count_trials", "create_storage", "redact_url"]

@@ -1,0 +1,111 @@
+"""Opening the study database with settings that are safe for many local processes.
+
+Studies live in Optuna's own schema (``optuna.storages.RDBStorage``), so Optuna's tools
+and optuna-dashboard read what `hpo` writes. The only SQL of our own is
+:func:`count_trials`: Optuna offers no count, and loading every trial to count them makes
+the cost of a trial grow with the size of the study.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import warnings
+from contextlib import closing
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from hpo.exceptions import SpecError, StorageError
+
+__all__ = ["count_trials", "create_storage", "redact_url"]
+
+# Seconds a SQLite writer waits for the lock before "database is locked".
+_SQLITE_BUSY_TIMEOUT_S = 120
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for logs and errors."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable database URL>"
+
+
+def _normalize(url: str) -> str:
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise SpecError(f"not a database URL: {redact_url(url)!r}", key="storage") from None
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver we ship
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        db = Path(u.database).expanduser()
+        db.parent.mkdir(parents=True, exist_ok=True)
+        # WAL lets readers and one writer work at once; it is a property of the file, set
+        # once, outside any transaction (SQLite ignores it inside one).
+        with closing(sqlite3.connect(db, timeout=_SQLITE_BUSY_TIMEOUT_S)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+    return u.render_as_string(hide_password=False)
+
+
+def create_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    stale_trial_callback: Callable[[optuna.Study, Any], None] | None = None,
+) -> optuna.storages.RDBStorage:
+    """Open (creating if needed) the study database at ``url``.
+
+    SQLite gets WAL journaling and a long busy timeout so several processes on one
+    machine can share the file; PostgreSQL gets pre-ping so dropped connections recover.
+
+    Args:
+        url: SQLAlchemy URL; ``postgresql://`` uses the psycopg 3 driver.
+        heartbeat_interval: Seconds between heartbeats of running trials (None: off).
+        grace_period: Seconds without a heartbeat after which a RUNNING trial is stale.
+        stale_trial_callback: Called with each trial failed for being stale.
+
+    Raises:
+        SpecError: ``url`` is not a database URL.
+        StorageError: The database cannot be reached.
+    """
+    full = _normalize(url)
+    backend = make_url(full).get_backend_name()
+    kwargs: dict = {}
+    if backend == "sqlite":
+        kwargs = {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT_S}}
+    else:
+        kwargs = {"pool_pre_ping": True}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                full,
+                engine_kwargs=kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=stale_trial_callback,
+            )
+    except (SQLAlchemyError, ImportError, ValueError) as e:
+        msg = str(e).replace(make_url(full).password or "\0", "***")
+        raise StorageError(f"cannot open study database {redact_url(full)}: {msg.splitlines()[0]}") from None
+    return storage
+
+
+def count_trials(storage: optuna.storages.RDBStorage, study_id: int) -> dict[str, int]:
+    """Number of trials of a study in each state, e.g. ``{"COMPLETE": 12, "RUNNING": 1}``.
+
+    One ``GROUP BY`` query: constant work per call, however large the study.
+    """
+    query = sa.text("SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state")
+    try:
+        with storage.engine.connect() as conn:
+            rows = conn.execute(query, {"sid": study_id}).all()
+    except SQLAlchemyError as e:
+        raise StorageError(f"cannot count trials: {e.__class__.__name__}") from None
+    return {str(state).split(".")[-1]: int(n) for state, n in rows}

@@ -1,0 +1,72 @@
+"""Parallel layouts train exactly like one process on the whole batch (fp32)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import engine
+from _dist import reference_run, run_layout
+
+STEPS, LR = 5, 1e-2
+
+
+def _assert_close(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    assert set(got) == set(want)
+    for name, tensor in want.items():
+        torch.testing.assert_close(got[name], tensor, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def _config(stage: int, micro: int, accum: int, **extra: object) -> dict[str, object]:
+    return {
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": accum,
+        "optimizer": {"type": "AdamW", "params": {"lr": LR}},
+        "zero_optimization": {"stage": stage},
+        "gradient_clipping": 0.5,
+        **extra,
+    }
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("stage", [0, 3])
+def test_data_parallel_with_accumulation_matches_one_process(stage: int) -> None:
+    """World 2, micro-batch 3, accumulation 2 == one process with batch 2*3*2 (clipped)."""
+    want = reference_run("mlp", steps=STEPS, batch=12, lr=LR, clip=0.5)
+    got = engine.launch(run_layout, world_size=2, args=("mlp", _config(stage, 3, 2), STEPS), timeout_s=100)
+    _assert_close(got, want)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("stage", [1, 2])
+def test_zero_stages_1_and_2_match_one_process(stage: int) -> None:
+    """Stages 1 and 2 (deferred vs per-micro-batch gradient reduction) train identically."""
+    want = reference_run("mlp", steps=3, batch=8, lr=LR, clip=0.5)
+    got = engine.launch(run_layout, world_size=2, args=("mlp", _config(stage, 2, 2), 3), timeout_s=100)
+    _assert_close(got, want)
+
+
+@pytest.mark.timeout(120)
+def test_tensor_parallel_matches_one_process() -> None:
+    """GPT with tensor_parallel.size 2 on 2 ranks == one process (clipping across meshes)."""
+    want = reference_run("gpt", steps=STEPS, batch=4, lr=LR, clip=0.5)
+    config = _config(0, 4, 1, tensor_parallel={"size": 2})
+    got = engine.launch(run_layout, world_size=2, args=("gpt", config, STEPS), timeout_s=100)
+    _assert_close(got, want)
+
+
+@pytest.mark.timeout(180)
+def test_fsdp_times_tensor_parallel_2d_mesh_matches_one_process() -> None:
+    """dp 2 x tp 2 on 4 ranks (FSDP stage 3 + TP, mixed 1-D/2-D meshes) == one process."""
+    want = reference_run("gpt", steps=3, batch=8, lr=LR, clip=0.5)
+    config = _config(3, 2, 2, tensor_parallel={"autotp_size": 2})
+    got = engine.launch(run_layout, world_size=4, args=("gpt", config, 3), timeout_s=160)
+    _assert_close(got, want)
+
+
+@pytest.mark.timeout(60)
+def test_ddp_with_tensor_parallel_is_rejected() -> None:
+    """Stage 0 (DDP) cannot be combined with tensor parallel over several dp ranks."""
+    config = _config(0, 2, 1, tensor_parallel={"size": 2})
+    with pytest.raises(engine.LaunchError, match=r"stage=0 with tensor_parallel.size\(2\) and dp\(2\)"):
+        engine.launch(run_layout, world_size=4, args=("gpt", config, 1), timeout_s=50)

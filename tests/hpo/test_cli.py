@@ -1,0 +1,60 @@
+"""The command line end to end on a tiny study, as a user runs it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def hpo_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hpo.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_optimize_status_best_trials(write_study, tmp_path) -> None:
+    path = write_study({"n_trials": 6, "metric": "loss"})
+    run = hpo_cli("optimize", str(path), "--n-trials", "5", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "5/5 trials finished" in run.stdout and "Traceback" not in run.stderr
+
+    status = json.loads(hpo_cli("status", str(path), "--json", cwd=tmp_path).stdout)
+    assert status["complete"] == 5 and status["metrics"] == ["loss"]
+
+    best = json.loads(hpo_cli("best", str(path), "--json", cwd=tmp_path).stdout)
+    assert best["values"][0] == status["best_value"] and "x" in best["params"]
+
+    out = hpo_cli("trials", str(path), "--format", "csv", cwd=tmp_path).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 5 and {"number", "state", "loss", "param.x"} <= set(rows[0])
+
+    table = hpo_cli("trials", "t", "--storage", f"sqlite:///{tmp_path / 'db.sqlite'}", cwd=tmp_path)
+    assert table.returncode == 0 and "COMPLETE" in table.stdout
+
+    again = hpo_cli("optimize", str(path), cwd=tmp_path)  # file says 6: one more trial
+    assert again.returncode == 0
+    assert json.loads(hpo_cli("status", str(path), "--json", cwd=tmp_path).stdout)["complete"] == 6
+
+
+def test_unknown_study_is_exit_1_with_available_names(write_study, tmp_path) -> None:
+    path = write_study({"n_trials": 1})
+    hpo_cli("optimize", str(path), cwd=tmp_path)
+    res = hpo_cli("status", "nope", "--storage", f"sqlite:///{tmp_path / 'db.sqlite'}", cwd=tmp_path)
+    assert res.returncode == 1 and "no study 'nope'" in res.stderr and "t" in res.stderr
+
+
+def test_bad_flag_is_exit_2(tmp_path) -> None:
+    res = hpo_cli("optimize", str(REPO / "studies" / "quickstart.yaml"), "--n-trials", "zero", cwd=tmp_path)
+    assert res.returncode == 2 and "invalid int value" in res.stderr
+    res = hpo_cli("optimize", str(REPO / "studies" / "quickstart.yaml"), "--n-trials", "0", cwd=tmp_path)
+    assert res.returncode == 2 and "n_trials" in res.stderr, res.stderr
+
+
+def test_every_command_has_help_with_an_example(tmp_path) -> None:
+    for cmd in ("optimize", "validate", "status", "best", "trials"):
+        res = hpo_cli(cmd, "--help", cwd=tmp_path)
+        assert res.returncode == 0 and "example" in res.stdout
