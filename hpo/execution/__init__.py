@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
-from hpo.execution._base import Executor, TrialJob
+from hpo.execution._base import Executor, TrialChannel, TrialJob
 from hpo.execution._context import TrialContext, TrialDiverged, TrialInterrupted
-from hpo.execution._inprocess import InProcessExecutor
-from hpo.execution._optimize import ERROR_ATTR, METRICS_ATTR, apply_engine_params, optimize
+from hpo.execution._inprocess import InProcessExecutor, context_for
+from hpo.execution._optimize import METRICS_ATTR, apply_engine_params, optimize
 from hpo.execution._outcome import Outcome, TrialResult, classify
+from hpo.execution._resume import (
+    CHECKPOINT_ATTR,
+    CONTINUES_ATTR,
+    ERROR_ATTR,
+    RESUME_ATTR,
+    enqueue_continuation,
+    latest_checkpoint,
+)
 from hpo.execution._study import SPEC_ATTR, Budget, budget, load_study, open_study
 
 __all__ = [
+    "CHECKPOINT_ATTR",
+    "CONTINUES_ATTR",
     "ERROR_ATTR",
+    "RESUME_ATTR",
     "METRICS_ATTR",
     "SPEC_ATTR",
     "Budget",
     "Executor",
     "InProcessExecutor",
     "Outcome",
+    "TrialChannel",
     "TrialContext",
     "TrialDiverged",
     "TrialInterrupted",
@@ -25,6 +37,9 @@ __all__ = [
     "apply_engine_params",
     "budget",
     "classify",
+    "context_for",
+    "enqueue_continuation",
+    "latest_checkpoint",
     "load_study",
     "open_study",
     "optimize",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Protocol
 
 from hpo.execution._outcome import TrialResult
 
-__all__ = ["Executor", "TrialJob"]
+__all__ = ["Executor", "TrialChannel", "TrialJob"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,23 @@ class TrialJob:
     device: str = "cpu"
     run_dir: Path | None = None
     seed: int = 0
+    checkpoint_dir: Path | None = None
+    resume_from: Path | None = None
+    start_step: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TrialChannel(Protocol):
+    """How a running trial talks to its study (through the study database)."""
+
+    def report(self, value: float, step: int) -> bool:
+        """Record an intermediate value; return whether the trial should be pruned."""
+
+    def checkpointed(self, step: int, path: str) -> None:
+        """Record that the trial saved a complete checkpoint at ``step``."""
+
+    def stopping(self) -> bool:
+        """Whether the study is being interrupted."""
 
 
 class Executor(abc.ABC):
@@ -37,18 +53,11 @@ class Executor(abc.ABC):
 
     Contract: :meth:`run` blocks until the trial has ended and never raises for anything
     the trial function did; it is called from up to ``concurrency`` threads at once.
-    ``report(value, step) -> bool`` records an intermediate value and returns the prune
-    decision; ``stopping() -> bool`` tells whether the study is being interrupted.
     """
 
     @abc.abstractmethod
-    def run(
-        self,
-        job: TrialJob,
-        report: Callable[[float, int], bool],
-        stopping: Callable[[], bool],
-    ) -> TrialResult:
-        """Run ``job`` and return how it ended."""
+    def run(self, job: TrialJob, channel: TrialChannel) -> TrialResult:
+        """Run ``job``, talking to the study through ``channel``; return how it ended."""
 
     def close(self) -> None:
         """Release workers and other resources (default: nothing to release)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -32,8 +33,11 @@ class TrialContext:
         rank: This process's rank within the trial's process group.
         world_size: Processes in the trial's process group.
         engine_config: ``trial.engine`` of the study with sampled ``engine.*`` values applied.
-        run_dir: A directory of this trial's own (checkpoints, artifacts).
+        run_dir: A directory of this trial's own (artifacts, logs).
         seed: A seed derived from the trial number, for reproducible initialization.
+        checkpoint_dir: Where :meth:`save_checkpoint` writes (None: checkpointing is off).
+        resume_from: A checkpoint this trial continues from (a retry or a promotion).
+        start_step: The step ``resume_from`` was saved at (0 for a fresh trial).
     """
 
     params: dict[str, Any]
@@ -45,6 +49,10 @@ class TrialContext:
     engine_config: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
     seed: int = 0
+    checkpoint_dir: Path | None = None
+    resume_from: Path | None = None
+    start_step: int = 0
+    _checkpointed: Callable[[int, str], None] | None = field(default=None, repr=False)
     _report: Callable[[float, int], bool] | None = field(default=None, repr=False)
     _stopping: Callable[[], bool] | None = field(default=None, repr=False)
 
@@ -63,6 +71,39 @@ class TrialContext:
             raise TrialInterrupted("study interrupted")
         if self._report is not None and self._report(value, int(step)):
             raise TrialPruned(f"pruned at step {step} (value {value:.6g})")
+
+    def resume(self, eng: Any) -> int:
+        """Load :attr:`resume_from` into ``eng`` (every rank); return the step to continue after.
+
+        A checkpoint that does not load (corrupt, truncated, from another model) is reported
+        on stderr and the trial starts from scratch: step 0.
+        """
+        if self.resume_from is None:
+            return 0
+        try:
+            eng.load_checkpoint(self.resume_from)
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint means: start over
+            print(f"hpo: trial {self.number}: checkpoint {self.resume_from} unusable ({e}); starting from scratch", file=sys.stderr)
+            return 0
+        return self.start_step
+
+    def save_checkpoint(self, eng: Any, step: int) -> Path | None:
+        """Save ``eng``'s full state as this trial's checkpoint at ``step`` (call on every rank).
+
+        Only the latest checkpoint of the trial is kept. Returns its path, or None when
+        checkpointing is off for this study.
+        """
+        if self.checkpoint_dir is None:
+            return None
+        from hpo.execution._resume import remove_checkpoints
+
+        path = self.checkpoint_dir / f"step_{int(step)}"
+        eng.save_checkpoint(path)
+        if self.rank == 0:
+            if self._checkpointed is not None:
+                self._checkpointed(int(step), str(path))
+            remove_checkpoints(self.checkpoint_dir, keep=path)
+        return path
 
     def should_stop(self) -> bool:
         """Whether the study is stopping; long steps without reports can poll this."""

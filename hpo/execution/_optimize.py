@@ -14,17 +14,17 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.exceptions import SpecError
-from hpo.execution._base import Executor, TrialJob
+from hpo.execution._base import Executor, TrialChannel, TrialJob
 from hpo.execution._heartbeat import Heartbeat
 from hpo.execution._inprocess import InProcessExecutor
 from hpo.execution._outcome import Outcome, TrialResult
+from hpo.execution._resume import CHECKPOINT_ATTR, ERROR_ATTR, RESUME_ATTR, enqueue_continuation
 from hpo.execution._study import HEARTBEAT_INTERVAL_S, budget, open_study
 from hpo.reporting import Progress, make_progress
 from hpo.spec import StudySpec, sample_params
 
 __all__ = ["optimize"]
 
-ERROR_ATTR = "hpo:error"
 METRICS_ATTR = "hpo:metrics"
 
 
@@ -109,7 +109,7 @@ class _Loop:
         self.deadline = time.monotonic() + spec.timeout if spec.timeout else None
         self.errors: list[BaseException] = []
         self.next_stale_check = 0.0
-        self.run_dir = Path(spec.run_dir or Path("hpo_runs") / spec.name)
+        self.run_dir = Path(spec.run_dir or Path("hpo_runs") / spec.name).resolve()
 
     def run(self) -> None:
         b = budget(self.storage, self.study_id, self.spec.n_trials)
@@ -151,10 +151,17 @@ class _Loop:
                 if b.finished or self._grid_exhausted():
                     return None
                 if b.can_start:
+                    self._promote()
                     return self.study.ask()
             # Others (threads here or other processes) hold the rest of the budget: wait.
             self.stop.wait(1.0)
         return None
+
+    def _promote(self) -> None:
+        """Let a pruner that pauses trials resume one (it runs before any new trial)."""
+        pick = getattr(self.study.pruner, "next_promotion", None)
+        if pick is not None and (paused := pick(self.study)) is not None:
+            enqueue_continuation(self.study, paused, reason="promoted", max_attempts=None, retry=False)
 
     def _grid_exhausted(self) -> bool:
         sampler = self.study.sampler
@@ -171,6 +178,8 @@ class _Loop:
     def _run_one(self, trial: optuna.Trial) -> None:
         params = sample_params(trial, self.spec.search_space)
         number = trial.number
+        resume = self.storage.get_trial_system_attrs(trial._trial_id).get(RESUME_ATTR) or {}  # noqa: SLF001
+        trial_dir = self.run_dir / f"trial_{number}"
         job = TrialJob(
             entrypoint=self.spec.trial.entrypoint,
             study_name=self.spec.name,
@@ -183,18 +192,15 @@ class _Loop:
             max_epochs=self.spec.trial.max_epochs,
             workers=self.spec.trial.resources.workers,
             device=self.spec.trial.resources.device,
-            run_dir=self.run_dir / f"trial_{number}",
+            run_dir=trial_dir,
             seed=zlib.crc32(f"{self.spec.name}:{number}".encode()),
+            checkpoint_dir=trial_dir / "checkpoints" if self.spec.trial.checkpoints else None,
+            resume_from=Path(resume["path"]) if resume else None,
+            start_step=int(resume.get("step", 0)),
         )
         self.progress.trial_started(number, params)
-
-        def report(value: float, step: int) -> bool:
-            trial.report(value, step)
-            self.progress.trial_reported(number, step, value)
-            return trial.should_prune()
-
         with Heartbeat(self.storage, job.trial_id, HEARTBEAT_INTERVAL_S):
-            result = self.executor.run(job, report, self.stop.is_set)
+            result = self.executor.run(job, _StudyChannel(self, trial))
         self._tell(trial, result)
 
     def _tell(self, trial: optuna.Trial, result: TrialResult) -> None:
@@ -210,5 +216,28 @@ class _Loop:
             frozen = self.study.tell(trial, state=TrialState.FAIL)
             if result.outcome is Outcome.INTERRUPTED:
                 # Not the trial's fault: queue it again so the next run starts with it.
-                optuna.storages.RetryHeartbeatStaleTrialCallback()(self.study, frozen)
+                enqueue_continuation(self.study, frozen, reason="interrupted", max_attempts=None)
+            else:
+                enqueue_continuation(
+                    self.study, frozen, reason="error", max_attempts=self.spec.trial.max_retries + 1
+                )
         self.progress.trial_finished(frozen, result)
+
+
+class _StudyChannel(TrialChannel):
+    """A trial's link to the study database, used from the trial's own thread."""
+
+    def __init__(self, loop: _Loop, trial: optuna.Trial) -> None:
+        self.loop = loop
+        self.trial = trial
+
+    def report(self, value: float, step: int) -> bool:
+        self.trial.report(value, step)
+        self.loop.progress.trial_reported(self.trial.number, step, value)
+        return self.trial.should_prune()
+
+    def checkpointed(self, step: int, path: str) -> None:
+        self.trial.set_user_attr(CHECKPOINT_ATTR, {"step": step, "path": path})
+
+    def stopping(self) -> bool:
+        return self.loop.stop.is_set()

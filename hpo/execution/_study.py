@@ -10,6 +10,7 @@ import optuna
 import sqlalchemy as sa
 
 from hpo.exceptions import SpecError, StorageError, StudyNotFoundError
+from hpo.execution._resume import CONTINUES_ATTR, enqueue_continuation
 from hpo.spec import StudySpec
 from hpo.storage import count_trials, create_storage, redact_url
 
@@ -43,7 +44,9 @@ def open_study(spec: StudySpec, *, seed_offset: bool = True) -> tuple[optuna.Stu
         spec.storage_url,
         heartbeat_interval=HEARTBEAT_INTERVAL_S,
         grace_period=GRACE_PERIOD_S,
-        stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=STALE_RETRIES),
+        stale_trial_callback=lambda study, trial: enqueue_continuation(
+            study, trial, reason="heartbeat lost", max_attempts=spec.trial.max_retries + STALE_RETRIES
+        ),
     )
     sampler = create_sampler(spec)
     try:
@@ -123,10 +126,10 @@ def budget(storage: optuna.storages.RDBStorage, sid: int, n_trials: int) -> Budg
     """
     counts = count_trials(storage, sid)
     query = sa.text(
-        "SELECT COUNT(*) FROM trial_system_attributes a JOIN trials t ON a.trial_id = t.trial_id "
-        "WHERE t.study_id = :sid AND a.key = 'failed_trial'"
+        "SELECT COUNT(DISTINCT t.trial_id) FROM trial_system_attributes a JOIN trials t ON a.trial_id = t.trial_id "
+        "WHERE t.study_id = :sid AND a.key IN ('failed_trial', :continues)"
     )
     with storage.engine.connect() as conn:
-        retries = int(conn.execute(query, {"sid": sid}).scalar_one())
+        retries = int(conn.execute(query, {"sid": sid, "continues": CONTINUES_ATTR}).scalar_one())
     done = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) + counts.get("FAIL", 0) - retries
     return Budget(done, counts.get("RUNNING", 0), counts.get("WAITING", 0), n_trials)

@@ -57,7 +57,10 @@ def trial_rows(study: optuna.Study, *, curves: bool = False) -> list[dict[str, A
         for k, v in sorted(t.params.items()):
             row[f"param.{k}"] = v
         row["duration_s"] = _duration(t)
+        history = t.system_attrs.get("retry_history", [])
+        row["attempt"] = len(history) + 1
         row["retry_of"] = t.system_attrs.get("failed_trial")
+        row["previous_errors"] = " | ".join(t.user_attrs.get("hpo:previous_errors", [])) or None
         err = t.user_attrs.get(_ERROR)
         row["error"] = err.strip().splitlines()[-1] if err else None
         if curves:

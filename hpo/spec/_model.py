@@ -195,7 +195,9 @@ class TrialSpec(_Strict):
     engine: dict[str, Any] = Field(default_factory=dict)
     """Engine configuration (DeepSpeed-style keys) given to every trial."""
     max_retries: int = Field(0, ge=0)
-    """How often a failed trial is run again with the same parameters."""
+    """How often a failed trial is run again with the same parameters, from its checkpoint."""
+    checkpoints: bool = True
+    """Whether ``ctx.save_checkpoint`` writes (retries and promotions resume from them)."""
 
     @field_validator("entrypoint")
     @classmethod

@@ -93,7 +93,7 @@ def train(ctx: Any) -> dict[str, float]:
         for i in range(0, len(val_set), 32)
     ]
     loss = float("nan")
-    for epoch in range(ctx.max_epochs):
+    for epoch in range(ctx.resume(eng), ctx.max_epochs):
         loader = eng.dataloader(windows, shuffle=True, seed=ctx.seed + epoch)
         for x, y in loader:
             x, y = x.to(eng.device), y.to(eng.device)
@@ -101,6 +101,7 @@ def train(ctx: Any) -> dict[str, float]:
             eng.step()
             eng.zero_grad()
         loss, _ = evaluate(eng, val_batches, _lm_loss)
+        ctx.save_checkpoint(eng, epoch + 1)  # before report: a paused trial resumes from here
         ctx.report(loss, epoch + 1)
     m = eng.metrics()
     return {"val_loss": loss, "val_bpc": loss / math.log(2), "tokens_per_s": float(m.tokens_per_s or m.samples_per_s or 0.0)}

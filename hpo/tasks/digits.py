@@ -57,7 +57,7 @@ def train(ctx: Any) -> dict[str, float]:
     loader = eng.dataloader(train_set, shuffle=True, seed=ctx.seed)
     val_batches = [(val_set.tensors[0][i : i + 256], val_set.tensors[1][i : i + 256]) for i in range(0, len(val_set), 256)]
     acc = loss = 0.0
-    for epoch in range(ctx.max_epochs):
+    for epoch in range(ctx.resume(eng), ctx.max_epochs):
         if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
         for x, y in loader:
@@ -66,6 +66,7 @@ def train(ctx: Any) -> dict[str, float]:
             eng.step()
             eng.zero_grad()
         loss, acc = evaluate(eng, val_batches, F.cross_entropy, lambda o, y: (o.argmax(-1) == y).sum())
+        ctx.save_checkpoint(eng, epoch + 1)  # before report: a paused trial resumes from here
         ctx.report(acc, epoch + 1)
     m = eng.metrics()
     return {"val_accuracy": acc, "val_loss": loss, "samples_per_s": float(m.samples_per_s or 0.0)}

@@ -1,0 +1,127 @@
+"""Commands that run and inspect studies: optimize, validate, status, best, trials."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from hpo.cli._common import EXIT_OK, EXIT_STUDY, add_command, resolve_study, study_ref
+from hpo.exceptions import HpoError
+
+__all__ = ["register"]
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from hpo.execution import optimize
+    from hpo.reporting import make_progress
+    from hpo.spec import load_spec
+
+    spec = load_spec(args.spec)
+    study = optimize(
+        spec,
+        n_trials=args.n_trials,
+        storage=args.storage,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        progress=make_progress(quiet=args.quiet),
+    )
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        print("no trial completed; see `hpo trials` for the errors", file=sys.stderr)
+        return EXIT_STUDY
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from hpo.spec import load_spec
+
+    spec = load_spec(args.spec)
+    space = ", ".join(spec.search_space) or "(empty)"
+    print(f"{args.spec}: ok: study {spec.name!r}, {spec.n_trials} trials, {spec.sampler.type} sampler, parameters: {space}")
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from hpo.execution import load_study
+    from hpo.reporting import status_summary
+    from hpo.storage import redact_url
+
+    name, url, n = resolve_study(args)
+    s = status_summary(load_study(name, url), n)
+    s["storage"] = redact_url(url)
+    if args.json:
+        print(json.dumps(s, indent=2, default=str))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"study {name}", show_header=False)
+    for k, v in s.items():
+        t.add_row(k, str(v))
+    Console().print(t)
+    return EXIT_OK
+
+
+def _cmd_best(args: argparse.Namespace) -> int:
+    from hpo.execution import load_study
+    from hpo.reporting import best_summary
+
+    name, url, _ = resolve_study(args)
+    study = load_study(name, url)
+    try:
+        best = best_summary(study)
+    except ValueError:
+        raise HpoError(f"study {name!r} has no completed trial yet") from None
+    if args.json:
+        print(json.dumps(best if len(best) > 1 else best[0], indent=2, default=str))
+        return EXIT_OK
+    metrics = study.metric_names or ["value"]
+    for b in best:
+        vals = ", ".join(f"{m}={v:.6g}" for m, v in zip(metrics, b["values"]))
+        print(f"best trial {b['number']}: {vals}")
+        for k, v in b["params"].items():
+            print(f"  {k}: {v}")
+    return EXIT_OK
+
+
+def _cmd_trials(args: argparse.Namespace) -> int:
+    from hpo.execution import load_study
+    from hpo.reporting import trial_rows, write_trials
+
+    name, url, _ = resolve_study(args)
+    write_trials(trial_rows(load_study(name, url), curves=args.curves), args.format, sys.stdout)
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's commands to the ``hpo`` parser."""
+    p = add_command(sub, "optimize", "run or continue a study", _cmd_optimize,
+                    "hpo optimize studies/quickstart.yaml --n-trials 40 --concurrency 2")
+    p.add_argument("spec", help="study file (YAML)")
+    p.add_argument("--n-trials", type=int, help="total finished trials wanted (overrides n_trials)")
+    p.add_argument("--storage", help="database URL (overrides storage)")
+    p.add_argument("--concurrency", type=int, help="trials at once (overrides concurrency)")
+    p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p = add_command(sub, "validate", "check a study file without running it", _cmd_validate,
+                    "hpo validate studies/quickstart.yaml")
+    p.add_argument("spec", help="study file (YAML)")
+
+    p = add_command(sub, "status", "summary of a study", _cmd_status,
+                    "hpo status studies/quickstart.yaml\n  hpo status quickstart --storage sqlite:///quickstart.db")
+    study_ref(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add_command(sub, "best", "the best trial's parameters and value", _cmd_best,
+                    "hpo best studies/quickstart.yaml --json")
+    study_ref(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add_command(sub, "trials", "every trial of a study", _cmd_trials,
+                    "hpo trials studies/quickstart.yaml --format csv > trials.csv")
+    study_ref(p)
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--curves", action="store_true", help="include learning curves (intermediate values)")
