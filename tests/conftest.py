@@ -29,6 +29,8 @@ def write_study(tmp_path: Path) -> Callable[..., Path]:
             "sampler": {"type": "random", "seed": 0},
             "n_trials": 5,
             "trial": {"entrypoint": "hpo.tasks.synthetic:quadratic", "max_epochs": 3},
+            # Threads keep loop tests fast; tests/hpo/test_pool.py covers worker processes.
+            "executor": {"isolation": "thread"},
             "search_space": {"x": {"type": "float", "low": -5, "high": 5}},
         }
         for k, v in (overrides or {}).items():

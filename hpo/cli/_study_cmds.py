@@ -24,6 +24,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         storage=args.storage,
         concurrency=args.concurrency,
         timeout=args.timeout,
+        reuse_workers=False if args.no_reuse else None,
         progress=make_progress(quiet=args.quiet),
     )
     from optuna.trial import TrialState
@@ -95,6 +96,33 @@ def _cmd_trials(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hpo.execution import load_study
+    from hpo.execution._optimize import RUN_DIR_ATTR
+
+    name, url, _ = resolve_study(args)
+    study = load_study(name, url)
+    run_dir = study.user_attrs.get(RUN_DIR_ATTR)
+    if run_dir is None:
+        raise HpoError(f"study {name!r} has no run directory recorded (it has not run yet)")
+    trial_dir = Path(run_dir) / f"trial_{int(args.trial)}"
+    logs = sorted(trial_dir.glob("rank_*.log"), key=lambda p: int(p.stem.split("_")[1]))
+    if args.rank is not None:
+        logs = [p for p in logs if p.stem == f"rank_{args.rank}"]
+    if not logs:
+        raise HpoError(
+            f"no logs for trial {args.trial} in {trial_dir} (trials run with executor.isolation: thread "
+            "write to the orchestrator's own output)"
+        )
+    for path in logs:
+        if len(logs) > 1:
+            print(f"==> {path.stem} <==")
+        sys.stdout.write(path.read_text(errors="replace"))
+    return EXIT_OK
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's commands to the ``hpo`` parser."""
     p = add_command(sub, "optimize", "run or continue a study", _cmd_optimize,
@@ -105,6 +133,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=int, help="trials at once (overrides concurrency)")
     p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--no-reuse", action="store_true", help="start fresh worker processes for every trial")
 
     p = add_command(sub, "validate", "check a study file without running it", _cmd_validate,
                     "hpo validate studies/quickstart.yaml")
@@ -125,3 +154,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     study_ref(p)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--curves", action="store_true", help="include learning curves (intermediate values)")
+
+    p = add_command(sub, "logs", "a trial's per-rank stdout/stderr", _cmd_logs,
+                    "hpo logs studies/quickstart.yaml 3 --rank 0")
+    study_ref(p)
+    p.add_argument("trial", type=int, help="trial number")
+    p.add_argument("--rank", type=int, help="only this rank's log")

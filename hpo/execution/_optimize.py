@@ -18,6 +18,8 @@ from hpo.execution._base import Executor, TrialChannel, TrialJob
 from hpo.execution._heartbeat import Heartbeat
 from hpo.execution._inprocess import InProcessExecutor
 from hpo.execution._outcome import Outcome, TrialResult
+from hpo.execution._pool import ProcessExecutor
+from hpo.execution._resources import plan_slots
 from hpo.execution._resume import CHECKPOINT_ATTR, ERROR_ATTR, RESUME_ATTR, enqueue_continuation
 from hpo.execution._study import HEARTBEAT_INTERVAL_S, budget, open_study
 from hpo.reporting import Progress, make_progress
@@ -26,6 +28,7 @@ from hpo.spec import StudySpec, sample_params
 __all__ = ["optimize"]
 
 METRICS_ATTR = "hpo:metrics"
+RUN_DIR_ATTR = "hpo:run_dir"
 
 
 def optimize(
@@ -35,6 +38,7 @@ def optimize(
     storage: str | None = None,
     concurrency: int | None = None,
     timeout: float | None = None,
+    reuse_workers: bool | None = None,
     executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> optuna.Study:
@@ -46,15 +50,24 @@ def optimize(
         storage: Override ``spec.storage``.
         concurrency: Override ``spec.concurrency``: trials run at once.
         timeout: Override ``spec.timeout``: seconds after which no new trial starts.
+        reuse_workers: Override ``spec.executor.reuse_workers`` (False: fresh processes per trial).
         executor: Where trials run (default: threads of this process).
         progress: Where progress goes (default: a live display on a terminal, else log lines).
 
     Returns:
         The Optuna study, with ``best_params``, ``best_value``, ``trials``...
     """
-    spec = _override(spec, n_trials=n_trials, storage=storage, concurrency=concurrency, timeout=timeout)
+    spec = _override(
+        spec,
+        n_trials=n_trials,
+        storage=storage,
+        concurrency=concurrency,
+        timeout=timeout,
+        **{"executor.reuse_workers": reuse_workers},
+    )
+    executor = executor or make_executor(spec)  # resources are checked before the database is touched
     study, rdb = open_study(spec)
-    loop = _Loop(spec, study, rdb, executor or InProcessExecutor(), progress or make_progress())
+    loop = _Loop(spec, study, rdb, executor, progress or make_progress())
     try:
         loop.run()
     finally:
@@ -62,11 +75,30 @@ def optimize(
     return study
 
 
+def make_executor(spec: StudySpec) -> Executor:
+    """The executor ``spec.executor`` asks for, with this machine's resources divided.
+
+    Raises:
+        SpecError: The trials need more CPUs or GPUs than the machine has.
+    """
+    res = spec.trial.resources
+    if spec.executor.isolation == "thread":
+        return InProcessExecutor()
+    slots = plan_slots(
+        workers=res.workers, device=res.device, gpus_per_worker=res.gpus_per_worker, concurrency=spec.concurrency
+    )
+    return ProcessExecutor(slots, res.workers, reuse=spec.executor.reuse_workers)
+
+
 def _override(spec: StudySpec, **changes: Any) -> StudySpec:
     data = json.loads(spec.model_dump_json())
     for key, value in changes.items():
         if value is not None:
-            data[key] = value
+            *parents, leaf = key.split(".")
+            node = data
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
     try:
         return StudySpec.model_validate(data)
     except ValueError as e:
@@ -112,6 +144,7 @@ class _Loop:
         self.run_dir = Path(spec.run_dir or Path("hpo_runs") / spec.name).resolve()
 
     def run(self) -> None:
+        self.study.set_user_attr(RUN_DIR_ATTR, str(self.run_dir))
         b = budget(self.storage, self.study_id, self.spec.n_trials)
         self.progress.start(self.spec, b.done, self.study)
         threads = [

@@ -160,6 +160,7 @@ class PrunerSpec(BaseModel):
         "threshold",
         "patience",
         "wilcoxon",
+        "asha_promote",
     ] = "none"
     wrapped: PrunerSpec | None = None
     """For ``patience``: the pruner it wraps (default: none)."""
@@ -208,9 +209,14 @@ class TrialSpec(_Strict):
 
 
 class ExecutorSpec(_Strict):
-    """Where trials run."""
+    """Where and how trials run."""
 
     type: Literal["local"] = "local"
+    isolation: Literal["process", "thread"] = "process"
+    """``process``: each trial in worker processes of its own (crash-isolated, per-rank log
+    files); ``thread``: 1-worker CPU trials in threads of the orchestrator (lowest overhead)."""
+    reuse_workers: bool = True
+    """Keep worker processes warm across trials instead of starting them per trial."""
 
 
 class StudySpec(_Strict):
@@ -263,6 +269,12 @@ class StudySpec(_Strict):
                 f"{len(metrics)} metric(s) {metrics} for {len(self.study_directions)} direction(s)",
             )
         _check_conditions(self.search_space)
+        res = self.trial.resources
+        if self.executor.isolation == "thread" and (res.workers > 1 or res.device != "cpu"):
+            raise KeyError_(
+                "executor.isolation",
+                f"thread isolation runs 1-worker CPU trials only (workers={res.workers}, device={res.device})",
+            )
         return self
 
     @property

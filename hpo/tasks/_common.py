@@ -16,16 +16,19 @@ def engine_config(defaults: dict[str, Any], static: dict[str, Any], params: dict
     Sampled ``lr``, ``weight_decay``, ``beta1``/``beta2`` and ``batch_size`` parameters
     are written into DeepSpeed-style optimizer and batch keys.
     """
+    batch_keys = ("batch_size", "train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps")
+    if any(k in static for k in batch_keys) or "batch_size" in params:
+        # The study fixes the batch geometry: task defaults must not contradict it.
+        defaults = {k: v for k, v in defaults.items() if k not in batch_keys}
     cfg = copy.deepcopy(defaults)
     for k, v in static.items():
         if isinstance(v, dict) and isinstance(cfg.get(k), dict):
             cfg[k] = {**cfg[k], **v}
         else:
             cfg[k] = copy.deepcopy(v)
-    if any(k in cfg for k in ("batch_size", "train_batch_size")) and "batch_size" in params:
-        cfg.pop("batch_size", None)
-        cfg.pop("train_batch_size", None)
     if "batch_size" in params:
+        for k in ("batch_size", "train_batch_size", "train_micro_batch_size_per_gpu"):
+            cfg.pop(k, None)
         cfg["train_micro_batch_size_per_gpu"] = int(params["batch_size"])
     opt = cfg.setdefault("optimizer", {"type": "AdamW", "params": {}})
     if isinstance(opt, dict):

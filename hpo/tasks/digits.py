@@ -58,8 +58,7 @@ def train(ctx: Any) -> dict[str, float]:
     val_batches = [(val_set.tensors[0][i : i + 256], val_set.tensors[1][i : i + 256]) for i in range(0, len(val_set), 256)]
     acc = loss = 0.0
     for epoch in range(ctx.resume(eng), ctx.max_epochs):
-        if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
+        loader.set_epoch(epoch)  # the shuffle order depends on the epoch only: resumes see the same batches
         for x, y in loader:
             x, y = x.to(eng.device), y.to(eng.device)
             eng.backward(F.cross_entropy(eng(x).float(), y))

@@ -72,3 +72,90 @@ def crash_once_at_3(ctx: Any) -> dict[str, float]:
         if step == 3 and ctx.resume_from is None:
             raise RuntimeError("node lost")
     return {"value": float(eng.steps_trained), "start": float(start)}
+
+
+def ranks_agree(ctx: Any) -> dict[str, float]:
+    """Gathers every rank's params and seed; fails unless all ranks got the same."""
+    import torch.distributed as dist
+
+    mine = (sorted(ctx.params.items()), ctx.seed, ctx.world_size)
+    every: list = [None] * ctx.world_size
+    dist.all_gather_object(every, mine)
+    if any(e != mine for e in every):
+        raise AssertionError(f"ranks disagree: {every}")
+    return {"value": float(ctx.world_size), "rank": float(ctx.rank)}
+
+
+def stop_step_per_rank(ctx: Any) -> float:
+    """Reports step k at every step on every rank; writes where each rank stopped."""
+    import torch
+    import torch.distributed as dist
+    from pathlib import Path
+
+    step = 0
+    try:
+        for step in range(1, ctx.max_epochs + 1):
+            t = torch.ones(1)
+            dist.all_reduce(t)  # a collective every step: a rank left behind would hang
+            ctx.report(float(step), step)
+    finally:
+        Path(ctx.run_dir).mkdir(parents=True, exist_ok=True)
+        (Path(ctx.run_dir) / f"stopped_rank{ctx.rank}").write_text(str(step))
+    return float(step)
+
+
+def misbehaving_rank(ctx: Any) -> float:
+    """mode=raise: rank 1 raises; mode=kill: rank 1 SIGKILLs itself; rank 0 waits in a collective."""
+    import signal
+    import torch
+    import torch.distributed as dist
+
+    mode = ctx.params["mode"]
+    if ctx.rank == 1 and mode == "raise":
+        raise RuntimeError("rank 1 broke")
+    if ctx.rank == 1 and mode == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    t = torch.ones(1)
+    dist.all_reduce(t)
+    return float(t.item())
+
+
+def leaky(ctx: Any) -> dict[str, float]:
+    """Reports what it inherited, then leaves state behind for the next trial."""
+    import torch
+
+    seen = {
+        "pid": float(os.getpid()),
+        "seed_ok": float(torch.initial_seed() == ctx.seed),
+        "dtype_ok": float(torch.get_default_dtype() == torch.float32),
+        "grad_ok": float(torch.is_grad_enabled()),
+        "value": float(torch.rand(1).item()),
+    }
+    torch.set_default_dtype(torch.float64)
+    torch.set_grad_enabled(False)
+    torch.manual_seed(12345)
+    return seen
+
+
+def sleepy(ctx: Any) -> dict[str, float]:
+    """Sleeps a second with reports; returns its pid and wall-clock interval."""
+    import time
+
+    t0 = time.time()
+    for step in range(10):
+        time.sleep(0.1)
+        ctx.report(float(step), step)
+    return {"value": float(ctx.params.get("x", 0.0)), "pid": float(os.getpid()), "t0": t0, "t1": time.time()}
+
+
+def slow_with_pid_file(ctx: Any) -> float:
+    """Writes its pid where the test can find it, then runs (reporting) for a long time."""
+    import time
+    from pathlib import Path
+
+    Path(ctx.run_dir).mkdir(parents=True, exist_ok=True)
+    (Path(ctx.run_dir) / f"pid_{ctx.rank}").write_text(str(os.getpid()))
+    for step in range(600):
+        time.sleep(0.1)
+        ctx.report(float(step), step)
+    return 0.0

@@ -55,6 +55,6 @@ def test_bad_flag_is_exit_2(tmp_path) -> None:
 
 
 def test_every_command_has_help_with_an_example(tmp_path) -> None:
-    for cmd in ("optimize", "validate", "status", "best", "trials"):
+    for cmd in ("optimize", "validate", "status", "best", "trials", "logs"):
         res = hpo_cli(cmd, "--help", cwd=tmp_path)
         assert res.returncode == 0 and "example" in res.stdout

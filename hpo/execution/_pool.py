@@ -1,0 +1,192 @@
+"""Trials in worker processes: one process group per trial, kept warm across trials.
+
+A *gang* is the ``workers`` processes of one trial, joined in one process group. Gangs
+are reused by later trials of the same study (torch imported, process group formed,
+device context created), each trial still starting from fresh seeds and objects. A gang
+in which any rank failed or died is killed and replaced, since its process group can
+no longer be trusted.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import socket
+import threading
+import time
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from hpo.exceptions import HpoError
+from hpo.execution._base import Executor, TrialChannel, TrialJob
+from hpo.execution._outcome import Outcome, TrialResult
+from hpo.execution._resources import Slot
+from hpo.execution._worker import CONTINUE, PRUNE, STOP, worker_main
+
+__all__ = ["ProcessExecutor"]
+
+# After one rank fails, how long the others get to finish before the gang is killed
+# (they may be blocked in a collective that will never complete).
+FAILURE_GRACE_S = 5.0
+START_TIMEOUT_S = 120.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Gang:
+    """The processes of one trial slot."""
+
+    def __init__(self, slot: Slot, workers: int, pg_timeout_s: float) -> None:
+        ctx = mp.get_context("spawn")
+        port = _free_port()
+        self.slot = slot
+        self.conns: list[Connection] = []
+        self.procs: list[Any] = []
+        for rank in range(workers):
+            parent, child = ctx.Pipe(duplex=True)
+            proc = ctx.Process(
+                target=worker_main,
+                args=(rank, workers, port, child, slot.gpu_ids[rank], slot.threads_per_worker, pg_timeout_s),
+                name=f"hpo-worker-{slot.index}-{rank}",
+            )
+            proc.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(proc)
+        self.healthy = True
+        self._await_ready()
+
+    def _await_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        pending = set(range(len(self.procs)))
+        while pending:
+            ready = wait([self.conns[r] for r in pending] + [self.procs[r].sentinel for r in pending], timeout=1.0)
+            for r in list(pending):
+                if self.procs[r].sentinel in ready and not self.conns[r].poll():
+                    self.kill()
+                    raise HpoError(f"worker rank {r} exited with code {self.procs[r].exitcode} while starting")
+                if self.conns[r] in ready:
+                    self.conns[r].recv()
+                    pending.discard(r)
+            if time.monotonic() > deadline:
+                self.kill()
+                raise HpoError(f"workers did not form a process group within {START_TIMEOUT_S:.0f}s")
+
+    def run(self, job: TrialJob, channel: TrialChannel) -> TrialResult:
+        for conn in self.conns:
+            conn.send(("run", job))
+        results: dict[int, TrialResult] = {}
+        failure: tuple[int, str] | None = None
+        fail_deadline: float | None = None
+        pending = set(range(len(self.procs)))
+        while pending:
+            if fail_deadline is not None and time.monotonic() > fail_deadline:
+                break
+            ready = wait([self.conns[r] for r in pending] + [self.procs[r].sentinel for r in pending], timeout=0.5)
+            for r in sorted(pending):
+                conn, proc = self.conns[r], self.procs[r]
+                if conn in ready or conn.poll():
+                    try:
+                        msg = conn.recv()
+                    except (EOFError, OSError):
+                        msg = None
+                    if msg is not None:
+                        if msg[0] == "report":
+                            conn.send(self._decide(channel, msg[1], msg[2]))
+                        elif msg[0] == "checkpointed":
+                            channel.checkpointed(msg[1], msg[2])
+                        elif msg[0] == "done":
+                            results[r] = msg[2]
+                            pending.discard(r)
+                            if msg[2].outcome is Outcome.FAIL and failure is None:
+                                failure = (r, msg[2].error or "failed")
+                                fail_deadline = time.monotonic() + FAILURE_GRACE_S
+                        continue
+                if proc.sentinel in ready or not proc.is_alive():
+                    proc.join(timeout=1)
+                    pending.discard(r)
+                    if failure is None:
+                        failure = (r, f"worker process died (exit code {proc.exitcode})")
+                    fail_deadline = time.monotonic()  # the others cannot finish their collectives
+        if pending or len(results) < len(self.procs):
+            self.healthy = False  # a rank died or hangs: its process group cannot be trusted
+        if failure is not None or pending:
+            rank, text = failure or (min(pending), "did not finish")
+            prefix = f"rank {rank}: " if len(self.procs) > 1 else ""
+            return TrialResult(Outcome.FAIL, metrics=results.get(0, TrialResult(Outcome.FAIL)).metrics, error=prefix + text)
+        return results[0]
+
+    @staticmethod
+    def _decide(channel: TrialChannel, value: float, step: int) -> int:
+        prune = channel.report(value, step)
+        if channel.stopping():
+            return STOP
+        return PRUNE if prune else CONTINUE
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send(("exit",))
+            except (OSError, BrokenPipeError):
+                pass
+        for proc in self.procs:
+            proc.join(timeout=10)
+        self.kill()
+
+    def kill(self) -> None:
+        for proc in self.procs:
+            if proc.is_alive():
+                proc.kill()
+        for proc in self.procs:
+            proc.join(timeout=10)
+        for conn in self.conns:
+            conn.close()
+
+
+class ProcessExecutor(Executor):
+    """Runs each trial in ``workers`` processes forming one process group (gloo on CPU,
+    NCCL on CUDA), on one of ``slots``; gangs are reused unless ``reuse=False``.
+    """
+
+    def __init__(self, slots: list[Slot], workers: int, *, reuse: bool = True, pg_timeout_s: float = 300.0) -> None:
+        self.workers = workers
+        self.reuse = reuse
+        self.pg_timeout_s = pg_timeout_s
+        self._free: queue.Queue[tuple[Slot, _Gang | None]] = queue.Queue()
+        for slot in slots:
+            self._free.put((slot, None))
+        self._lock = threading.Lock()
+        self._gangs: set[_Gang] = set()
+        self.started_gangs = 0
+
+    def run(self, job: TrialJob, channel: TrialChannel) -> TrialResult:
+        """Run ``job`` on a free slot's gang, starting the gang if needed."""
+        slot, gang = self._free.get()
+        try:
+            if gang is None or not gang.healthy:
+                gang = _Gang(slot, self.workers, self.pg_timeout_s)
+                with self._lock:
+                    self._gangs.add(gang)
+                    self.started_gangs += 1
+            result = gang.run(job, channel)
+        except HpoError as e:
+            return TrialResult(Outcome.FAIL, error=str(e))
+        finally:
+            if gang is not None and (not gang.healthy or not self.reuse):
+                gang.kill()
+                with self._lock:
+                    self._gangs.discard(gang)
+                gang = None
+            self._free.put((slot, gang))
+        return result
+
+    def close(self) -> None:
+        """Stop every worker process."""
+        with self._lock:
+            gangs, self._gangs = list(self._gangs), set()
+        for gang in gangs:
+            gang.close()

@@ -1,0 +1,183 @@
+"""The worker process: joins its trial's process group once, then runs trial after trial.
+
+Every rank receives the same job (parameters sampled once by the orchestrator). Rank 0
+alone talks to the orchestrator during a trial; each prune/stop decision it receives is
+broadcast to all ranks over a gloo group, so every rank leaves at the same step and no
+collective is left waiting.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import random
+import signal
+import sys
+import traceback
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Iterator
+
+from hpo.execution._base import TrialChannel, TrialJob
+from hpo.execution._outcome import Outcome, TrialResult, classify
+
+__all__ = ["worker_main"]
+
+CONTINUE, PRUNE, STOP = 0, 1, 2
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the orchestrator dies (no orphans)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class _RankChannel(TrialChannel):
+    """Rank 0 asks the orchestrator; every rank gets the same answer by broadcast."""
+
+    def __init__(self, conn: Any, rank: int, world_size: int, group: Any) -> None:
+        self.conn, self.rank, self.world_size, self.group = conn, rank, world_size, group
+        self.stopped = False
+
+    def _decide(self, value: float, step: int) -> int:
+        decision = CONTINUE
+        if self.rank == 0:
+            self.conn.send(("report", value, step))
+            decision = self.conn.recv()
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            box = [decision]
+            dist.broadcast_object_list(box, src=0, group=self.group)
+            decision = box[0]
+        return decision
+
+    def report(self, value: float, step: int) -> bool:
+        decision = self._decide(value, step)
+        self.stopped = decision == STOP
+        return decision == PRUNE
+
+    def checkpointed(self, step: int, path: str) -> None:
+        if self.rank == 0:
+            self.conn.send(("checkpointed", step, path))
+
+    def stopping(self) -> bool:
+        return self.stopped
+
+
+@contextmanager
+def _output_to(path: Path | None) -> Iterator[None]:
+    """Send this process's stdout/stderr (C-level too) to ``path`` for the block."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab", buffering=0) as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _fresh_state(seed: int) -> None:
+    """Each trial starts alike: same seeds on every rank, no memory of the last trial."""
+    import numpy as np
+    import torch
+
+    gc.collect()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.set_default_dtype(torch.float32)
+    torch.set_grad_enabled(True)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _run_trial(job: TrialJob, channel: _RankChannel, rank: int, world_size: int, device: str) -> TrialResult:
+    from hpo.execution._context import TrialInterrupted
+    from hpo.execution._inprocess import context_for
+    from hpo.spec import load_entrypoint
+
+    _fresh_state(job.seed)
+    ctx = context_for(job, channel, rank=rank, world_size=world_size, device=device)
+    returned: Any = None
+    exc: BaseException | None = None
+    try:
+        returned = load_entrypoint(job.entrypoint)(ctx)
+    except BaseException as e:  # noqa: BLE001 - classify decides
+        exc = e
+    if channel.stopped and not isinstance(exc, TrialInterrupted):
+        exc = TrialInterrupted("study interrupted")
+    result = classify(returned, exc, job.metric_names)
+    if result.outcome is Outcome.FAIL and exc is not None:
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    return result
+
+
+def worker_main(
+    rank: int,
+    world_size: int,
+    port: int,
+    conn: Any,
+    gpu_ids: tuple[int, ...],
+    threads: int,
+    pg_timeout_s: float,
+) -> None:
+    """Entry point of one worker process (started with the ``spawn`` method)."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator decides how to stop
+    if gpu_ids:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
+    if world_size > 1:  # a 1-worker trial trains without a process group
+        os.environ.update(
+            RANK=str(rank), LOCAL_RANK="0", WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+        )
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(threads)
+    device = "cuda:0" if gpu_ids else "cpu"
+    group = None
+    if world_size > 1:
+        if gpu_ids:
+            torch.cuda.set_device(0)
+        dist.init_process_group(
+            backend="nccl" if gpu_ids else "gloo",
+            rank=rank,
+            world_size=world_size,
+            timeout=timedelta(seconds=pg_timeout_s),
+        )
+        # Decisions travel on gloo whatever the training backend: small, CPU-side messages.
+        group = dist.new_group(backend="gloo") if gpu_ids else dist.group.WORLD
+    conn.send(("ready", rank))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            break
+        if msg[0] == "exit":
+            break
+        job: TrialJob = msg[1]
+        log = job.run_dir / f"rank_{rank}.log" if job.run_dir else None
+        with _output_to(log):
+            result = _run_trial(job, _RankChannel(conn, rank, world_size, group), rank, world_size, device)
+        conn.send(("done", rank, result))
+    if dist.is_initialized():
+        dist.destroy_process_group()
