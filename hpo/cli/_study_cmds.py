@@ -50,8 +50,17 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from hpo.storage import redact_url
 
     name, url, n = resolve_study(args)
-    s = status_summary(load_study(name, url), n)
+    study = load_study(name, url)
+    s = status_summary(study, n)
     s["storage"] = redact_url(url)
+    root = study.user_attrs.get("hpo:checkpoint_root")
+    if root:
+        from pathlib import Path
+
+        from hpo.execution._retention import disk_usage
+
+        s["checkpoints"] = root
+        s["checkpoint_mb"] = round(disk_usage(Path(root)) / 2**20, 2)
     if args.json:
         print(json.dumps(s, indent=2, default=str))
         return EXIT_OK

@@ -9,7 +9,10 @@ from typing import Any, Protocol
 
 from hpo.execution._outcome import TrialResult
 
-__all__ = ["Executor", "TrialChannel", "TrialJob"]
+__all__ = ["CONTINUE", "PRUNE", "STOP", "Executor", "TrialChannel", "TrialJob"]
+
+# A running trial's orders at each report, the same for every rank.
+CONTINUE, PRUNE, STOP = 0, 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,7 @@ class TrialJob:
     run_dir: Path | None = None
     seed: int = 0
     checkpoint_dir: Path | None = None
+    keep_latest: int = 1
     resume_from: Path | None = None
     start_step: int = 0
     extra: dict[str, Any] = field(default_factory=dict)

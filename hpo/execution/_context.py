@@ -50,6 +50,7 @@ class TrialContext:
     run_dir: Path | None = None
     seed: int = 0
     checkpoint_dir: Path | None = None
+    keep_latest: int = 1
     resume_from: Path | None = None
     start_step: int = 0
     _checkpointed: Callable[[int, str], None] | None = field(default=None, repr=False)
@@ -82,7 +83,9 @@ class TrialContext:
             return 0
         try:
             eng.load_checkpoint(self.resume_from)
-        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint means: start over
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # noqa: BLE001 - DCP's CheckpointException is a BaseException
             print(f"hpo: trial {self.number}: checkpoint {self.resume_from} unusable ({e}); starting from scratch", file=sys.stderr)
             return 0
         return self.start_step
@@ -90,8 +93,8 @@ class TrialContext:
     def save_checkpoint(self, eng: Any, step: int) -> Path | None:
         """Save ``eng``'s full state as this trial's checkpoint at ``step`` (call on every rank).
 
-        Only the latest checkpoint of the trial is kept. Returns its path, or None when
-        checkpointing is off for this study.
+        The ``keep_latest`` most recent checkpoints of the trial are kept. Returns the
+        path, or None when checkpointing is off for this study.
         """
         if self.checkpoint_dir is None:
             return None
@@ -102,7 +105,7 @@ class TrialContext:
         if self.rank == 0:
             if self._checkpointed is not None:
                 self._checkpointed(int(step), str(path))
-            remove_checkpoints(self.checkpoint_dir, keep=path)
+            remove_checkpoints(self.checkpoint_dir, keep_latest=self.keep_latest)
         return path
 
     def should_stop(self) -> bool:

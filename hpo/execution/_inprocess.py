@@ -52,6 +52,7 @@ def context_for(
         run_dir=job.run_dir,
         seed=job.seed,
         checkpoint_dir=job.checkpoint_dir,
+        keep_latest=job.keep_latest,
         resume_from=job.resume_from,
         start_step=job.start_step,
         _checkpointed=channel.checkpointed,

@@ -21,14 +21,17 @@ from hpo.execution._outcome import Outcome, TrialResult
 from hpo.execution._pool import ProcessExecutor
 from hpo.execution._resources import plan_slots
 from hpo.execution._resume import CHECKPOINT_ATTR, ERROR_ATTR, RESUME_ATTR, enqueue_continuation
-from hpo.execution._study import HEARTBEAT_INTERVAL_S, budget, open_study
+from hpo.execution._retention import collect_checkpoints, trial_checkpoint_dir
+from hpo.execution._study import budget, fail_lost_trials, open_study
 from hpo.reporting import Progress, make_progress
 from hpo.spec import StudySpec, sample_params
+from hpo.storage import study_lock
 
 __all__ = ["optimize"]
 
 METRICS_ATTR = "hpo:metrics"
 RUN_DIR_ATTR = "hpo:run_dir"
+CHECKPOINT_ROOT_ATTR = "hpo:checkpoint_root"
 
 
 def optimize(
@@ -142,9 +145,12 @@ class _Loop:
         self.errors: list[BaseException] = []
         self.next_stale_check = 0.0
         self.run_dir = Path(spec.run_dir or Path("hpo_runs") / spec.name).resolve()
+        self.ckpt_root = Path(spec.checkpoints.root).resolve() if spec.checkpoints.root else self.run_dir / "checkpoints"
+        self.heartbeat_s = spec.executor.heartbeat_interval
 
     def run(self) -> None:
         self.study.set_user_attr(RUN_DIR_ATTR, str(self.run_dir))
+        self.study.set_user_attr(CHECKPOINT_ROOT_ATTR, str(self.ckpt_root))
         b = budget(self.storage, self.study_id, self.spec.n_trials)
         self.progress.start(self.spec, b.done, self.study)
         threads = [
@@ -167,6 +173,8 @@ class _Loop:
             raise
         finally:
             self.executor.close()
+        if self.spec.checkpoints.enabled:
+            collect_checkpoints(self.study, self.ckpt_root, self.spec.checkpoints.keep.best)
         if self.errors:
             raise self.errors[0]
 
@@ -175,11 +183,11 @@ class _Loop:
         while not self.stop.is_set():
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 return None
-            with self.lock:
+            with self.lock, study_lock(self.storage, self.spec.name):
                 now = time.monotonic()
                 if now >= self.next_stale_check:  # a query per trial would cost more than it finds
-                    optuna.storages.fail_stale_trials(self.study)
-                    self.next_stale_check = now + HEARTBEAT_INTERVAL_S
+                    fail_lost_trials(self.study, self.storage, self.study_id, self.spec.executor.grace_period)
+                    self.next_stale_check = now + self.heartbeat_s
                 b = budget(self.storage, self.study_id, self.spec.n_trials)
                 if b.finished or self._grid_exhausted():
                     return None
@@ -227,12 +235,13 @@ class _Loop:
             device=self.spec.trial.resources.device,
             run_dir=trial_dir,
             seed=zlib.crc32(f"{self.spec.name}:{number}".encode()),
-            checkpoint_dir=trial_dir / "checkpoints" if self.spec.trial.checkpoints else None,
+            checkpoint_dir=trial_checkpoint_dir(self.ckpt_root, number) if self.spec.checkpoints.enabled else None,
+            keep_latest=self.spec.checkpoints.keep.latest,
             resume_from=Path(resume["path"]) if resume else None,
             start_step=int(resume.get("step", 0)),
         )
         self.progress.trial_started(number, params)
-        with Heartbeat(self.storage, job.trial_id, HEARTBEAT_INTERVAL_S):
+        with Heartbeat(self.storage, job.trial_id, self.heartbeat_s):
             result = self.executor.run(job, _StudyChannel(self, trial))
         self._tell(trial, result)
 
@@ -254,6 +263,8 @@ class _Loop:
                 enqueue_continuation(
                     self.study, frozen, reason="error", max_attempts=self.spec.trial.max_retries + 1
                 )
+        if CHECKPOINT_ATTR in frozen.user_attrs:
+            collect_checkpoints(self.study, self.ckpt_root, self.spec.checkpoints.keep.best)
         self.progress.trial_finished(frozen, result)
 
 

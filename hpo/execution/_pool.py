@@ -9,27 +9,21 @@ no longer be trusted.
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import os
 import queue
 import socket
+import subprocess
+import sys
 import threading
 import time
 from multiprocessing.connection import Connection, wait
-from typing import Any
 
 from hpo.exceptions import HpoError
-from hpo.execution._base import Executor, TrialChannel, TrialJob
+from hpo.execution._base import CONTINUE, PRUNE, STOP, Executor, TrialChannel, TrialJob
 from hpo.execution._outcome import Outcome, TrialResult
 from hpo.execution._resources import Slot
-from hpo.execution._worker import CONTINUE, PRUNE, STOP, worker_main
 
 __all__ = ["ProcessExecutor"]
-
-# After one rank fails, how long the others get to finish before the gang is killed
-# (they may be blocked in a collective that will never complete).
-FAILURE_GRACE_S = 5.0
-START_TIMEOUT_S = 120.0
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -37,41 +31,85 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# After one rank fails, how long the others get to finish before the gang is killed
+# (they may be blocked in a collective that will never complete).
+FAILURE_GRACE_S = 5.0
+START_TIMEOUT_S = 120.0
+
+
+class _Worker:
+    """One worker process, started as ``python -m hpo.execution._worker`` (never by forking
+    or re-running the user's ``__main__``). It talks over one end of a socket pair it
+    inherits; a pidfd becomes readable when it exits."""
+
+    def __init__(self, args: list[str]) -> None:
+        mine, theirs = socket.socketpair()
+        # The orchestrator's import path, so the entrypoint imports in the worker as it did here.
+        path = os.pathsep.join([p or os.getcwd() for p in sys.path if p == "" or os.path.isdir(p)])
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "hpo.execution._worker", str(theirs.fileno()), *args],
+            pass_fds=[theirs.fileno()],
+            env={**os.environ, "PYTHONPATH": path},
+        )
+        theirs.close()
+        self.conn = Connection(mine.detach())
+        self.sentinel = os.pidfd_open(self.popen.pid)
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.popen.poll()
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        if self.is_alive():
+            self.popen.kill()
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def close(self) -> None:
+        self.conn.close()
+        os.close(self.sentinel)
+
+
 class _Gang:
     """The processes of one trial slot."""
 
     def __init__(self, slot: Slot, workers: int, pg_timeout_s: float) -> None:
-        ctx = mp.get_context("spawn")
-        port = _free_port()
         self.slot = slot
-        self.conns: list[Connection] = []
-        self.procs: list[Any] = []
-        for rank in range(workers):
-            parent, child = ctx.Pipe(duplex=True)
-            proc = ctx.Process(
-                target=worker_main,
-                args=(rank, workers, port, child, slot.gpu_ids[rank], slot.threads_per_worker, pg_timeout_s),
-                name=f"hpo-worker-{slot.index}-{rank}",
-            )
-            proc.start()
-            child.close()
-            self.conns.append(parent)
-            self.procs.append(proc)
         self.healthy = True
+        port = _free_port()
+        self.procs = [
+            _Worker(
+                [str(rank), str(workers), str(port), ",".join(map(str, slot.gpu_ids[rank])),
+                 str(slot.threads_per_worker), str(pg_timeout_s)]
+            )
+            for rank in range(workers)
+        ]
+        self.conns = [p.conn for p in self.procs]
         self._await_ready()
 
     def _await_ready(self) -> None:
+        """Wait until every rank has joined the process group (or one has died)."""
         deadline = time.monotonic() + START_TIMEOUT_S
         pending = set(range(len(self.procs)))
         while pending:
             ready = wait([self.conns[r] for r in pending] + [self.procs[r].sentinel for r in pending], timeout=1.0)
-            for r in list(pending):
-                if self.procs[r].sentinel in ready and not self.conns[r].poll():
-                    self.kill()
-                    raise HpoError(f"worker rank {r} exited with code {self.procs[r].exitcode} while starting")
+            for r in sorted(pending):
                 if self.conns[r] in ready:
-                    self.conns[r].recv()
-                    pending.discard(r)
+                    try:
+                        self.conns[r].recv()
+                        pending.discard(r)
+                        continue
+                    except (EOFError, OSError):
+                        pass
+                if self.procs[r].sentinel in ready or not self.procs[r].is_alive():
+                    code = self.procs[r].exitcode
+                    self.kill()
+                    raise HpoError(f"worker rank {r} exited with code {code} while starting")
             if time.monotonic() > deadline:
                 self.kill()
                 raise HpoError(f"workers did not form a process group within {START_TIMEOUT_S:.0f}s")
@@ -107,7 +145,7 @@ class _Gang:
                                 fail_deadline = time.monotonic() + FAILURE_GRACE_S
                         continue
                 if proc.sentinel in ready or not proc.is_alive():
-                    proc.join(timeout=1)
+                    proc.kill()  # reaps it
                     pending.discard(r)
                     if failure is None:
                         failure = (r, f"worker process died (exit code {proc.exitcode})")
@@ -131,20 +169,21 @@ class _Gang:
         for conn in self.conns:
             try:
                 conn.send(("exit",))
-            except (OSError, BrokenPipeError):
+            except OSError:
                 pass
+        deadline = time.monotonic() + 10
         for proc in self.procs:
-            proc.join(timeout=10)
+            try:
+                proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
         self.kill()
 
     def kill(self) -> None:
         for proc in self.procs:
-            if proc.is_alive():
-                proc.kill()
-        for proc in self.procs:
-            proc.join(timeout=10)
-        for conn in self.conns:
-            conn.close()
+            proc.kill()
+            proc.close()
+        self.procs, self.conns = [], []
 
 
 class ProcessExecutor(Executor):

@@ -90,10 +90,13 @@ def enqueue_continuation(
     return True
 
 
-def remove_checkpoints(directory: Path, keep: Path | None = None) -> None:
-    """Delete every ``step_*`` checkpoint in ``directory`` except ``keep``."""
+def remove_checkpoints(directory: Path, keep_latest: int = 1) -> None:
+    """Delete all but the ``keep_latest`` highest-step ``step_<n>`` checkpoints in ``directory``."""
     if not directory.is_dir():
         return
-    for child in directory.iterdir():
-        if child.name.startswith("step_") and child != keep:
-            shutil.rmtree(child, ignore_errors=True)
+    steps = sorted(
+        (c for c in directory.iterdir() if c.name.startswith("step_") and c.name[5:].isdigit()),
+        key=lambda c: int(c.name[5:]),
+    )
+    for child in steps[: max(0, len(steps) - keep_latest)]:
+        shutil.rmtree(child, ignore_errors=True)

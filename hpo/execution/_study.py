@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import warnings
 from dataclasses import dataclass
@@ -14,16 +15,15 @@ from hpo.execution._resume import CONTINUES_ATTR, enqueue_continuation
 from hpo.spec import StudySpec
 from hpo.storage import count_trials, create_storage, redact_url
 
-__all__ = ["Budget", "budget", "load_study", "open_study"]
+__all__ = ["Budget", "budget", "fail_lost_trials", "load_study", "open_study"]
 
 # Heartbeats, retries and metric names are "experimental" in Optuna; we rely on them knowingly.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"hpo\.")
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed", category=UserWarning)
 
 SPEC_ATTR = "hpo:spec"
-# Trials left RUNNING by a dead orchestrator are failed after this long without a heartbeat.
-HEARTBEAT_INTERVAL_S = 5
-GRACE_PERIOD_S = 30
+# A trial lost with its orchestrator (not its own fault) may be continued this many more
+# times than trial.max_retries allows for its own failures.
 STALE_RETRIES = 3
 
 
@@ -42,8 +42,8 @@ def open_study(spec: StudySpec, *, seed_offset: bool = True) -> tuple[optuna.Stu
 
     storage = create_storage(
         spec.storage_url,
-        heartbeat_interval=HEARTBEAT_INTERVAL_S,
-        grace_period=GRACE_PERIOD_S,
+        heartbeat_interval=spec.executor.heartbeat_interval,
+        grace_period=spec.executor.grace_period,
         stale_trial_callback=lambda study, trial: enqueue_continuation(
             study, trial, reason="heartbeat lost", max_attempts=spec.trial.max_retries + STALE_RETRIES
         ),
@@ -97,6 +97,38 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
         raise StudyNotFoundError(
             f"no study {name!r} in {redact_url(storage_url)} (studies there: {', '.join(names) or 'none'})"
         ) from None
+
+
+def fail_lost_trials(study: optuna.Study, storage: optuna.storages.RDBStorage, sid: int, grace_s: float) -> int:
+    """Fail RUNNING trials whose orchestrator died, and continue them; return how many.
+
+    Optuna's ``fail_stale_trials`` covers trials whose heartbeat stopped; a trial whose
+    orchestrator died between creating it and its first heartbeat has no heartbeat at
+    all, and is taken as lost once it is older than the grace period.
+    """
+    optuna.storages.fail_stale_trials(study)
+    query = sa.text(
+        "SELECT t.trial_id, t.datetime_start FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+        "WHERE t.study_id = :sid AND t.state = 'RUNNING' AND h.trial_id IS NULL"
+    )
+    with storage.engine.connect() as conn:
+        rows = conn.execute(query, {"sid": sid}).all()
+    now = datetime.datetime.now()
+    lost = 0
+    callback = storage.get_heartbeat_stale_trial_callback()
+    for trial_id, started in rows:
+        if isinstance(started, str):  # SQLite hands raw text back for a text() query
+            started = datetime.datetime.fromisoformat(started)
+        if started is None or (now - started).total_seconds() < grace_s:
+            continue
+        try:
+            if storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL):
+                lost += 1
+                if callback is not None:
+                    callback(study, storage.get_trial(trial_id))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another process got there first
+    return lost
 
 
 @dataclass(frozen=True, slots=True)

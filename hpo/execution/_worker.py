@@ -19,12 +19,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
-from hpo.execution._base import TrialChannel, TrialJob
+from hpo.execution._base import CONTINUE, PRUNE, STOP, TrialChannel, TrialJob
 from hpo.execution._outcome import Outcome, TrialResult, classify
 
 __all__ = ["worker_main"]
 
-CONTINUE, PRUNE, STOP = 0, 1, 2
 
 
 def _die_with_parent() -> None:
@@ -132,16 +131,19 @@ def _run_trial(job: TrialJob, channel: _RankChannel, rank: int, world_size: int,
 
 
 def worker_main(
+    fd: int,
     rank: int,
     world_size: int,
     port: int,
-    conn: Any,
     gpu_ids: tuple[int, ...],
     threads: int,
     pg_timeout_s: float,
 ) -> None:
-    """Entry point of one worker process (started with the ``spawn`` method)."""
+    """Body of one worker process: join the process group, connect, then run trials."""
+    from multiprocessing.connection import Connection
+
     _die_with_parent()
+    conn = Connection(fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator decides how to stop
     if gpu_ids:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
@@ -181,3 +183,16 @@ def worker_main(
         conn.send(("done", rank, result))
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    a = sys.argv[1:]
+    worker_main(
+        int(a[0]),
+        rank=int(a[1]),
+        world_size=int(a[2]),
+        port=int(a[3]),
+        gpu_ids=tuple(int(g) for g in a[4].split(",") if g),
+        threads=int(a[5]),
+        pg_timeout_s=float(a[6]),
+    )

@@ -51,4 +51,12 @@ def create_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
             from hpo.spec._model import KeyError_
 
             raise KeyError_("sampler.type", "the cmaes sampler needs `pip install cmaes`") from None
+    for key, value in s.options.items():
+        # Optuna accepts negative counts silently and misbehaves later: refuse them here.
+        if (key.startswith("n_") or key.endswith("_size")) and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        ):
+            from hpo.spec._model import KeyError_
+
+            raise KeyError_(f"sampler.{key}", f"must be a non-negative integer (got {value!r})")
     return construct(_SAMPLERS[s.type], s.options, "sampler", fixed)

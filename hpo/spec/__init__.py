@@ -5,10 +5,12 @@ from __future__ import annotations
 from hpo.spec._load import load_entrypoint, load_spec, spec_from_dict
 from hpo.spec._model import (
     CategoricalParam,
+    CheckpointSpec,
     Direction,
     ExecutorSpec,
     FloatParam,
     IntParam,
+    KeepSpec,
     PrunerSpec,
     ResourcesSpec,
     SamplerSpec,
@@ -19,10 +21,12 @@ from hpo.spec._space import grid_search_space, sample_params, sampling_order
 
 __all__ = [
     "CategoricalParam",
+    "CheckpointSpec",
     "Direction",
     "ExecutorSpec",
     "FloatParam",
     "IntParam",
+    "KeepSpec",
     "PrunerSpec",
     "ResourcesSpec",
     "SamplerSpec",

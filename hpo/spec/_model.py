@@ -16,10 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "CategoricalParam",
+    "CheckpointSpec",
     "Direction",
     "ExecutorSpec",
     "FloatParam",
     "IntParam",
+    "KeepSpec",
     "Param",
     "PrunerSpec",
     "ResourcesSpec",
@@ -185,6 +187,14 @@ class ResourcesSpec(_Strict):
     device: Literal["cpu", "cuda"] = "cpu"
     gpus_per_worker: int = Field(0, ge=0)
 
+    @model_validator(mode="after")
+    def _check(self) -> ResourcesSpec:
+        if self.device == "cpu" and self.gpus_per_worker:
+            raise KeyError_(
+                "gpus_per_worker", f"needs device: cuda (got gpus_per_worker={self.gpus_per_worker} with device: cpu)"
+            )
+        return self
+
 
 class TrialSpec(_Strict):
     """How one trial runs."""
@@ -197,8 +207,6 @@ class TrialSpec(_Strict):
     """Engine configuration (DeepSpeed-style keys) given to every trial."""
     max_retries: int = Field(0, ge=0)
     """How often a failed trial is run again with the same parameters, from its checkpoint."""
-    checkpoints: bool = True
-    """Whether ``ctx.save_checkpoint`` writes (retries and promotions resume from them)."""
 
     @field_validator("entrypoint")
     @classmethod
@@ -217,6 +225,39 @@ class ExecutorSpec(_Strict):
     files); ``thread``: 1-worker CPU trials in threads of the orchestrator (lowest overhead)."""
     reuse_workers: bool = True
     """Keep worker processes warm across trials instead of starting them per trial."""
+    heartbeat_interval: int = Field(5, ge=1)
+    """Seconds between heartbeats of a running trial."""
+    grace_period: int = Field(30, ge=1)
+    """Seconds without a heartbeat after which a RUNNING trial is taken as lost and retried."""
+
+    @model_validator(mode="after")
+    def _check(self) -> ExecutorSpec:
+        if self.grace_period <= self.heartbeat_interval:
+            raise KeyError_(
+                "grace_period",
+                f"must exceed heartbeat_interval (got grace_period={self.grace_period}, "
+                f"heartbeat_interval={self.heartbeat_interval})",
+            )
+        return self
+
+
+class KeepSpec(_Strict):
+    """Which checkpoints survive."""
+
+    best: int = Field(1, ge=0)
+    """Checkpoints of the best finished trials kept per study."""
+    latest: int = Field(1, ge=1)
+    """Most recent checkpoints kept per trial while it runs (and for the kept trials)."""
+
+
+class CheckpointSpec(_Strict):
+    """Trial checkpoints: what retries and promotions resume from."""
+
+    enabled: bool = True
+    """Whether ``ctx.save_checkpoint`` writes at all."""
+    root: str | None = None
+    """Directory of all checkpoints; default ``<run_dir>/checkpoints``."""
+    keep: KeepSpec = KeepSpec()
 
 
 class StudySpec(_Strict):
@@ -238,6 +279,7 @@ class StudySpec(_Strict):
     executor: ExecutorSpec = ExecutorSpec()
     run_dir: str | None = None
     """Where logs and checkpoints go; default ``hpo_runs/<name>``."""
+    checkpoints: CheckpointSpec = CheckpointSpec()
     search_space: dict[str, Param] = Field(default_factory=dict)
 
     @field_validator("name")

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from hpo.exceptions import SpecError, StorageError
+from hpo.storage._lock import creation_lock
 
 __all__ = ["count_trials", "create_storage", "redact_url"]
 
@@ -82,7 +83,7 @@ def create_storage(
     else:
         kwargs = {"pool_pre_ping": True}
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), creation_lock(full):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(
                 full,

@@ -159,3 +159,49 @@ def slow_with_pid_file(ctx: Any) -> float:
         time.sleep(0.1)
         ctx.report(float(step), step)
     return 0.0
+
+
+def steady(ctx: Any) -> float:
+    """Five short steps, checkpointing each; resumes from its checkpoint when retried."""
+    import time
+
+    eng = FakeEngine()
+    start = ctx.resume(eng)
+    for step in range(start + 1, 6):
+        time.sleep(0.12)
+        eng.steps_trained += 1
+        ctx.save_checkpoint(eng, step)
+        ctx.report(float(step), step)
+    return float(ctx.params.get("x", 0.0)) ** 2 + eng.steps_trained
+
+
+def two_rank_checkpointing(ctx: Any) -> float:
+    """Two ranks in lock-step, checkpointing every step; rank 1 leaves its pid for the test."""
+    import time
+    from pathlib import Path
+
+    import torch
+    import torch.distributed as dist
+
+    Path(ctx.run_dir).mkdir(parents=True, exist_ok=True)
+    (Path(ctx.run_dir) / f"pid_{ctx.rank}").write_text(str(os.getpid()))
+    eng = FakeEngine()
+    start = ctx.resume(eng)
+    for step in range(start + 1, 9):
+        time.sleep(0.3)
+        t = torch.ones(1)
+        dist.all_reduce(t)
+        eng.steps_trained += 1
+        ctx.save_checkpoint(eng, step)
+        ctx.report(float(step), step)
+    return float(start)
+
+
+def ckpt_quality(ctx: Any) -> float:
+    """Checkpoints three steps; the result is the `quality` parameter."""
+    eng = FakeEngine()
+    for step in range(1, 4):
+        eng.steps_trained += 1
+        ctx.save_checkpoint(eng, step)
+        ctx.report(float(step), step)
+    return float(ctx.params["quality"])
