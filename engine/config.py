@@ -26,10 +26,18 @@ from engine._validate import (
 from engine.errors import ConfigError
 from engine.lr_schedules import SchedulerConfig, parse_scheduler
 from engine.optim import OptimizerConfig, parse_optimizer
-from engine.parallel import ParallelConfig
+from engine.parallel import ParallelConfig, ParallelDims
 from engine.precision import PrecisionConfig, parse_precision
 
-__all__ = ["BatchConfig", "ConfigWarning", "EngineConfig", "ResolvedBatch", "load_config", "parse_config"]
+__all__ = [
+    "BatchConfig",
+    "ConfigWarning",
+    "EngineConfig",
+    "ResolvedBatch",
+    "load_config",
+    "parse_config",
+    "validate_config",
+]
 
 
 class ConfigWarning(UserWarning):
@@ -67,7 +75,9 @@ _TOP = Section(
         "compression_training": unsupported_always("compression is not implemented"),
         "curriculum_learning": unsupported_if_truthy("curriculum learning is not implemented"),
         "data_efficiency": unsupported_if_truthy("data efficiency sampling is not implemented"),
-        "elasticity": lambda v: "elastic batch sizes are not implemented" if isinstance(v, dict) and v.get("enabled") else None,
+        "elasticity": lambda v: (
+            "elastic batch sizes are not implemented" if isinstance(v, dict) and v.get("enabled") else None
+        ),
         "sequence_parallel_size": lambda v: None if v in (None, 1) else "sequence parallelism is not implemented",
     },
 )
@@ -230,7 +240,9 @@ def _parallel(raw: dict[str, Any], ignored: list[str]) -> ParallelConfig:
     tp_raw = _TP.split(raw.get("tensor_parallel") or {}, "tensor_parallel", ignored)
     sizes = {k: as_int(v, f"tensor_parallel.{k}", minimum=1) for k, v in tp_raw.items()}
     if len(set(sizes.values())) > 1:
-        raise ConfigError(f"tensor_parallel.size({sizes['size']}) != tensor_parallel.autotp_size({sizes['autotp_size']})")
+        raise ConfigError(
+            f"tensor_parallel.size({sizes['size']}) != tensor_parallel.autotp_size({sizes['autotp_size']})"
+        )
     ac = raw.get("activation_checkpointing", False)
     if isinstance(ac, dict):
         ac = as_bool(_AC.split(ac, "activation_checkpointing", ignored).get("enabled", True),
@@ -283,4 +295,22 @@ def parse_config(source: dict[str, Any] | str | os.PathLike[str] | None) -> Engi
             ConfigWarning,
             stacklevel=2,
         )
+    return config
+
+
+def validate_config(
+    source: dict[str, Any] | str | os.PathLike[str] | None, *, world_size: int | None = None
+) -> EngineConfig:
+    """Parse a config and, given the world size, check what depends on it.
+
+    Runs the checks :func:`engine.initialize` makes before touching a model: the dp x tp
+    layout and the batch sizes for ``dp = world_size / tensor_parallel.size``.
+
+    Raises:
+        ConfigError: As :func:`parse_config`, or the layout or batch sizes do not fit.
+    """
+    config = parse_config(source)
+    if world_size is not None:
+        dims = ParallelDims.from_world(world_size, config.parallel.tp_size)
+        config.batch.resolve(dims.dp)
     return config

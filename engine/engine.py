@@ -89,6 +89,7 @@ class Engine:
         self.skipped_steps = 0
         self.micro_step = 0
         self.last_grad_norm: torch.Tensor | None = None
+        self._observed = False
         low_precision = config.precision.type is not PrecisionType.FP32
         self._metrics = MetricsTracker(
             samples_per_step=self.train_batch_size, world_size=self.world_size, device=self.device,
@@ -109,10 +110,13 @@ class Engine:
         skipped (``DDP.no_sync`` / FSDP ``set_requires_gradient_sync``).
         """
         args, kwargs = to_device(args, self.device), to_device(kwargs, self.device)
-        training = self.module.training and torch.is_grad_enabled()
+        # Gradient sync follows autograd, not train/eval mode: a grad-enabled forward in
+        # eval mode still feeds a backward that must reduce at the boundary.
+        training = torch.is_grad_enabled()
         if training:
             self._metrics.on_forward()
-            self._observe_input(args)
+            if not self._observed:
+                self._observe_input(args)
         sync = contextlib.nullcontext()
         if training and isinstance(self.module, DistributedDataParallel) and not self.is_accumulation_boundary:
             sync = self.module.no_sync()  # the forward decides whether backward all-reduces
@@ -125,7 +129,9 @@ class Engine:
     forward = __call__
 
     def _observe_input(self, args: tuple[Any, ...]) -> None:
-        if self._metrics.flops_per_sample is not None or not args or not isinstance(args[0], torch.Tensor):
+        """Learn tokens and FLOPs per sample from the first training input."""
+        self._observed = True
+        if not args or not isinstance(args[0], torch.Tensor):
             return
         first = args[0]
         seq_len = None
@@ -142,7 +148,9 @@ class Engine:
     def backward(self, loss: torch.Tensor) -> None:
         """Backward of ``loss / gradient_accumulation_steps`` (times the fp16 loss scale)."""
         self._metrics.on_loss(loss)
-        self.precision.backward(loss / self.gradient_accumulation_steps)
+        if self.gradient_accumulation_steps > 1:
+            loss = loss / self.gradient_accumulation_steps
+        self.precision.backward(loss)
 
     def step(self) -> bool:
         """End a micro-batch; at an accumulation boundary, take the optimizer step.
@@ -159,15 +167,15 @@ class Engine:
         if not boundary:
             return False
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        grads = local_grads(params)
-        self.precision.unscale_(grads)
+        if self.precision.loss_scale != 1.0:
+            self.precision.unscale_(local_grads(params))
         found_inf = False
         if self.config.gradient_clipping > 0 or self.precision.checks_overflow:
             self.last_grad_norm = global_grad_norm(params)
             if self.precision.checks_overflow:
                 found_inf = not bool(torch.isfinite(self.last_grad_norm))  # host sync
             if self.config.gradient_clipping > 0 and not found_inf:
-                clip_grads_(grads, self.config.gradient_clipping, self.last_grad_norm)
+                clip_grads_(params, self.config.gradient_clipping, self.last_grad_norm)
         stepped = self.precision.optimizer_step(self.optimizer, found_inf=found_inf)
         if stepped and self.scheduler is not None:
             self.scheduler.step()

@@ -39,7 +39,7 @@ def _replicas(grad: torch.Tensor, world_size: int) -> int:
     for dim, placement in enumerate(grad.placements):
         if placement.is_partial():
             raise ValueError(f"gradient with a Partial placement on mesh dim {dim}: {grad.placements}")
-        if placement.is_shard():
+        if not placement.is_replicate():  # Shard, or the strided shard of FSDP over TP
             sharded *= grad.device_mesh.size(dim)
     return world_size // sharded
 
@@ -59,20 +59,27 @@ def global_grad_norm(parameters: Iterable[nn.Parameter]) -> torch.Tensor:
         local = grad.to_local() if isinstance(grad, DTensor) else grad
         by_replicas.setdefault(_replicas(grad, world_size), []).append(local)
     for replicas, tensors in by_replicas.items():
-        norms = torch.stack([torch.linalg.vector_norm(t, dtype=torch.float32) for t in tensors])
-        total = total + norms.square().sum() / replicas
+        norm = torch.nn.utils.get_total_norm(tensors, norm_type=2.0).to(device, torch.float32)
+        total = total + norm.square() / replicas
     if world_size > 1:
         dist.all_reduce(total)
     return total.sqrt()
 
 
-def clip_grads_(grads: list[torch.Tensor], max_norm: float, total_norm: torch.Tensor) -> None:
-    """Scale ``grads`` (local tensors) in place so the global norm is at most ``max_norm``.
+def clip_grads_(parameters: list[nn.Parameter], max_norm: float, total_norm: torch.Tensor) -> None:
+    """Scale gradients in place so the global norm is at most ``max_norm``.
 
     Uses ``max_norm / (total_norm + 1e-6)`` clamped to 1, like ``clip_grad_norm_``.
+    Plain gradients go through torch's foreach implementation; DTensor gradients are
+    scaled through their local tensors (any mesh).
     """
     if max_norm <= 0 or math.isinf(max_norm):
         return
+    plain = [p for p in parameters if p.grad is not None and not isinstance(p.grad, DTensor)]
+    if plain:
+        torch.nn.utils.clip_grads_with_norm_(plain, max_norm, total_norm)
     coef = torch.clamp(max_norm / (total_norm + 1e-6), max=1.0)
-    for grad in grads:
-        grad.mul_(coef.to(grad.device, grad.dtype))
+    for param in parameters:
+        if isinstance(param.grad, DTensor):
+            local = param.grad.to_local()
+            local.mul_(coef.to(local.device, local.dtype))

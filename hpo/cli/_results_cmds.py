@@ -43,7 +43,8 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     storage = create_storage(url)
     study_id = storage.get_study_id_from_name(name)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"study {name!r}: http://{host}:{args.port}/dashboard/studies/{study_id}  (Ctrl-C stops)", flush=True)
+    link = f"http://{host}:{args.port}/dashboard/studies/{study_id}"
+    print(f"study {name!r}: {link}  (Ctrl-C stops)", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"warning: the dashboard has no login; anyone who reaches {host}:{args.port} can read, "
@@ -94,7 +95,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
     except SpecError as e:
         e.file = e.file or args.archive
         raise
-    print(f"imported study {study.study_name!r}: {len(archive['trials'])} trials into {redact_url(args.storage)}")
+    n = len(archive["trials"])
+    print(f"imported study {study.study_name!r}: {n} trials into {redact_url(args.storage)}")
     return EXIT_OK
 
 
@@ -139,12 +141,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import engine
+import hpo
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
-
-import engine
 
 
 def make_data(seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
@@ -162,7 +164,8 @@ def make_data(seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
 def make_model(params: dict[str, Any]) -> nn.Module:
     """A one-hidden-layer MLP for 8x8 images."""
     hidden = int(params["hidden"])
-    return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Dropout(float(params["dropout"])), nn.Linear(hidden, 10))
+    dropout = float(params["dropout"])
+    return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 10))
 
 
 @torch.no_grad()
@@ -175,7 +178,7 @@ def accuracy(eng: engine.Engine, data: TensorDataset) -> float:
     return float(correct)
 
 
-def train(ctx: Any) -> dict[str, float]:
+def train(ctx: hpo.TrialContext) -> dict[str, float]:
     """Train for ``ctx.max_epochs`` epochs, reporting validation accuracy after each."""
     p = ctx.params
     torch.manual_seed(ctx.seed)
@@ -183,7 +186,7 @@ def train(ctx: Any) -> dict[str, float]:
     config = {
         **ctx.engine_config,
         "train_micro_batch_size_per_gpu": int(p["batch_size"]),
-        "optimizer": {"type": "AdamW", "params": {"lr": float(p["lr"]), "weight_decay": float(p["weight_decay"])}},
+        "optimizer": {"type": "AdamW", "params": {"lr": p["lr"], "weight_decay": p["weight_decay"]}},
     }
     eng = engine.initialize(make_model(p), config)
     loader = eng.dataloader(train_set, shuffle=True, seed=ctx.seed)
@@ -232,13 +235,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "report", "write a self-contained HTML report of a study", _cmd_report,
                     "hpo report studies/quickstart.yaml -o quickstart.html")
     study_ref(p)
-    p.add_argument("-o", "--output", default="report.html", help="the HTML file to write (default: report.html)")
+    p.add_argument("-o", "--output", default="report.html", help="HTML file to write (default: report.html)")
 
     p = add_command(sub, "dashboard", "serve optuna-dashboard on a study's database", _cmd_dashboard,
                     "hpo dashboard studies/quickstart.yaml --port 8080")
     study_ref(p)
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every network)")
+                   help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0: all networks)")
     p.add_argument("--port", type=_port, default=8080, help="port to listen on (default 8080)")
 
     p = add_command(sub, "export", "write a study, every trial included, to a JSON archive", _cmd_export,

@@ -17,12 +17,12 @@ import traceback
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from hpo.execution._base import CONTINUE, PRUNE, STOP, TrialChannel, TrialJob
 from hpo.execution._outcome import Outcome, TrialResult, classify
 
-__all__ = ["worker_main"]
+__all__ = ["RankChannel", "output_to", "run_trial_on_rank", "worker_main"]
 
 
 
@@ -36,18 +36,24 @@ def _die_with_parent() -> None:
         pass
 
 
-class _RankChannel(TrialChannel):
-    """Rank 0 asks the orchestrator; every rank gets the same answer by broadcast."""
+class RankChannel(TrialChannel):
+    """What a rank's trial function talks to: rank 0 asks the orchestrator (``ask``) for
+    each decision; every rank gets the same answer by broadcast over ``group``."""
 
-    def __init__(self, conn: Any, rank: int, world_size: int, group: Any) -> None:
-        self.conn, self.rank, self.world_size, self.group = conn, rank, world_size, group
+    def __init__(
+        self,
+        rank: int,
+        world_size: int,
+        group: Any,
+        ask: Callable[[float, int], int] | None,
+        on_checkpoint: Callable[[int, str], None] | None,
+    ) -> None:
+        self.rank, self.world_size, self.group = rank, world_size, group
+        self.ask, self.on_checkpoint = ask, on_checkpoint
         self.stopped = False
 
     def _decide(self, value: float, step: int) -> int:
-        decision = CONTINUE
-        if self.rank == 0:
-            self.conn.send(("report", value, step))
-            decision = self.conn.recv()
+        decision = self.ask(value, step) if self.rank == 0 and self.ask is not None else CONTINUE
         if self.world_size > 1:
             import torch.distributed as dist
 
@@ -62,15 +68,15 @@ class _RankChannel(TrialChannel):
         return decision == PRUNE
 
     def checkpointed(self, step: int, path: str) -> None:
-        if self.rank == 0:
-            self.conn.send(("checkpointed", step, path))
+        if self.rank == 0 and self.on_checkpoint is not None:
+            self.on_checkpoint(step, path)
 
     def stopping(self) -> bool:
         return self.stopped
 
 
 @contextmanager
-def _output_to(path: Path | None) -> Iterator[None]:
+def output_to(path: Path | None) -> Iterator[None]:
     """Send this process's stdout/stderr (C-level too) to ``path`` for the block."""
     if path is None:
         yield
@@ -109,7 +115,8 @@ def _fresh_state(seed: int) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def _run_trial(job: TrialJob, channel: _RankChannel, rank: int, world_size: int, device: str) -> TrialResult:
+def run_trial_on_rank(job: TrialJob, channel: RankChannel, rank: int, world_size: int, device: str) -> TrialResult:
+    """Run ``job``'s function on this rank from a clean state and classify the outcome."""
     from hpo.execution._context import TrialInterrupted
     from hpo.execution._inprocess import context_for
     from hpo.spec import load_entrypoint
@@ -128,6 +135,18 @@ def _run_trial(job: TrialJob, channel: _RankChannel, rank: int, world_size: int,
     if result.outcome is Outcome.FAIL and exc is not None:
         traceback.print_exception(type(exc), exc, exc.__traceback__)
     return result
+
+
+def _asker(conn: Any) -> Callable[[float, int], int]:
+    def ask(value: float, step: int) -> int:
+        conn.send(("report", value, step))
+        return int(conn.recv())
+
+    return ask
+
+
+def _checkpoint_sender(conn: Any) -> Callable[[int, str], None]:
+    return lambda step, path: conn.send(("checkpointed", step, path))
 
 
 def worker_main(
@@ -178,8 +197,9 @@ def worker_main(
             break
         job: TrialJob = msg[1]
         log = job.run_dir / f"rank_{rank}.log" if job.run_dir else None
-        with _output_to(log):
-            result = _run_trial(job, _RankChannel(conn, rank, world_size, group), rank, world_size, device)
+        channel = RankChannel(rank, world_size, group, ask=_asker(conn), on_checkpoint=_checkpoint_sender(conn))
+        with output_to(log):
+            result = run_trial_on_rank(job, channel, rank, world_size, device)
         conn.send(("done", rank, result))
     if dist.is_initialized():
         dist.destroy_process_group()

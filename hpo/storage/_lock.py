@@ -24,6 +24,28 @@ _CREATE_KEY = zlib.crc32(b"hpo:create-schema") & 0x7FFFFFFF
 
 
 @contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if missing) for the block."""
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+@contextmanager
+def _advisory(conn: sa.Connection, key: int) -> Iterator[None]:
+    """A PostgreSQL session advisory lock on ``conn`` for the block."""
+    conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+    try:
+        yield
+    finally:
+        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        conn.commit()
+
+
+@contextmanager
 def creation_lock(url: str) -> Iterator[None]:
     """Serialize schema creation among processes opening the same new database.
 
@@ -32,22 +54,13 @@ def creation_lock(url: str) -> Iterator[None]:
     u = make_url(url)
     backend = u.get_backend_name()
     if backend == "sqlite" and u.database and u.database != ":memory:":
-        with open(Path(u.database).expanduser().with_suffix(".hpo-lock"), "a") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        with _flock(Path(u.database).expanduser().with_suffix(".hpo-lock")):
+            yield
     elif backend == "postgresql":
         engine = sa.create_engine(u, poolclass=sa.pool.NullPool)
         try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _CREATE_KEY})
-                try:
-                    yield
-                finally:
-                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _CREATE_KEY})
-                    conn.commit()
+            with engine.connect() as conn, _advisory(conn, _CREATE_KEY):
+                yield
         finally:
             engine.dispose()
     else:
@@ -64,21 +77,11 @@ def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator
         if not url.database or url.database == ":memory:":
             yield
             return
-        lock_path = Path(url.database).expanduser().with_suffix(".hpo-lock")
-        with open(lock_path, "a") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        with _flock(Path(url.database).expanduser().with_suffix(".hpo-lock")):
+            yield
     elif backend == "postgresql":
-        with storage.engine.connect() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            try:
-                yield
-            finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                conn.commit()
+        with storage.engine.connect() as conn, _advisory(conn, key):
+            yield
     elif backend in ("mysql", "mariadb"):
         with storage.engine.connect() as conn:
             conn.execute(sa.text("SELECT GET_LOCK(:k, -1)"), {"k": f"hpo{key}"})

@@ -5,6 +5,7 @@ them)."""
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import torch
@@ -25,7 +26,7 @@ def make_mlp() -> MLPClassifier:
 
 def make_gpt() -> GPT:
     torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=VOCAB, block_size=SEQ, n_layer=2, n_head=4, n_embd=16, dropout=0.0))
+    return GPT(GPTConfig(vocab_size=VOCAB, block_size=SEQ, n_layer=2, n_head=4, n_embd=16, dropout=0.0, bias=False))
 
 
 def make_data(kind: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,3 +152,9 @@ def fail_on_rank(bad_rank: int, value: int) -> int:
     if dist.get_rank() == bad_rank:
         raise RuntimeError(f"deliberate failure on rank {bad_rank}")
     return value * 10
+
+
+def exit_on_rank(bad_rank: int) -> int:
+    if dist.get_rank() == bad_rank:
+        os._exit(3)  # dies without a Python traceback, like a crash
+    return 0
