@@ -54,6 +54,8 @@ class TrialContext:
     resume_from: Path | None = None
     start_step: int = 0
     _checkpointed: Callable[[int, str], None] | None = field(default=None, repr=False)
+    _pending: tuple[int, Path] | None = field(default=None, repr=False)
+    _last_reported: int = field(default=-1, repr=False)
     _report: Callable[[float, int], bool] | None = field(default=None, repr=False)
     _stopping: Callable[[], bool] | None = field(default=None, repr=False)
 
@@ -70,7 +72,11 @@ class TrialContext:
             raise TrialDiverged(f"reported {value} at step {step}")
         if self._stopping is not None and self._stopping():
             raise TrialInterrupted("study interrupted")
-        if self._report is not None and self._report(value, int(step)):
+        prune = self._report is not None and self._report(value, int(step))
+        self._last_reported = max(self._last_reported, int(step))
+        if self._pending is not None and self._pending[0] <= self._last_reported:
+            self._record_checkpoint(*self._pending)  # before a prune: a paused trial resumes from it
+        if prune:
             raise TrialPruned(f"pruned at step {step} (value {value:.6g})")
 
     def resume(self, eng: Any) -> int:
@@ -88,25 +94,37 @@ class TrialContext:
         except BaseException as e:  # noqa: BLE001 - DCP's CheckpointException is a BaseException
             print(f"hpo: trial {self.number}: checkpoint {self.resume_from} unusable ({e}); starting from scratch", file=sys.stderr)
             return 0
+        self._last_reported = self.start_step  # the curve up to here came with the continuation
         return self.start_step
 
     def save_checkpoint(self, eng: Any, step: int) -> Path | None:
         """Save ``eng``'s full state as this trial's checkpoint at ``step`` (call on every rank).
 
-        The ``keep_latest`` most recent checkpoints of the trial are kept. Returns the
-        path, or None when checkpointing is off for this study.
+        The checkpoint becomes the one a retry or promotion resumes from once the value
+        of ``step`` is reported (at once if it already is), so a continuation never lacks
+        a learning-curve point it skips. The ``keep_latest`` most recent recorded
+        checkpoints of the trial are kept. Returns the path, or None when checkpointing is
+        off for this study.
         """
         if self.checkpoint_dir is None:
             return None
-        from hpo.execution._resume import remove_checkpoints
-
         path = self.checkpoint_dir / f"step_{int(step)}"
         eng.save_checkpoint(path)
+        if int(step) <= self._last_reported:
+            self._record_checkpoint(int(step), path)
+        else:
+            self._pending = (int(step), path)
+        return path
+
+    def _record_checkpoint(self, step: int, path: Path) -> None:
+        from hpo.execution._resume import remove_checkpoints
+
+        self._pending = None
         if self.rank == 0:
             if self._checkpointed is not None:
-                self._checkpointed(int(step), str(path))
-            remove_checkpoints(self.checkpoint_dir, keep_latest=self.keep_latest)
-        return path
+                self._checkpointed(step, str(path))
+            if self.checkpoint_dir is not None:
+                remove_checkpoints(self.checkpoint_dir, keep_latest=self.keep_latest)
 
     def should_stop(self) -> bool:
         """Whether the study is stopping; long steps without reports can poll this."""

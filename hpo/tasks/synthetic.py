@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TRAINED_STEPS_FILE", "CurveState", "curve", "quadratic", "resumable_curve"]
+__all__ = ["TRAINED_STEPS_FILE", "CurveState", "curve", "curve_value", "quadratic", "resumable_curve"]
 
 TRAINED_STEPS_FILE = "trained_steps.txt"
 
@@ -26,8 +26,9 @@ def quadratic(ctx: Any) -> float:
     return (x - 2.0) ** 2 + (y + 1.0) ** 2
 
 
-def _curve_value(quality: float, steps: int, tau: float = 3.0) -> float:
-    return quality * (1.0 - math.exp(-steps / tau))
+def curve_value(quality: float, steps: int, tau: float = 3.0, decline: float = 0.0) -> float:
+    """``quality * (1 - exp(-steps / tau)) - decline * steps``: the curves' value after ``steps``."""
+    return quality * (1.0 - math.exp(-steps / tau)) - decline * steps
 
 
 def curve(ctx: Any) -> dict[str, float]:
@@ -35,7 +36,7 @@ def curve(ctx: Any) -> dict[str, float]:
     quality = float(ctx.params.get("quality", 0.5))
     value = 0.0
     for step in range(1, ctx.max_epochs + 1):
-        value = _curve_value(quality, step)
+        value = curve_value(quality, step)
         ctx.report(value, step)
     return {"score": value, "steps": float(ctx.max_epochs)}
 
@@ -63,9 +64,10 @@ class CurveState:
 def resumable_curve(ctx: Any) -> dict[str, float]:
     """Train steps ``ctx.start_step + 1 .. ctx.max_epochs`` of a learning curve, resumably.
 
-    The value after ``n`` trained steps is ``quality * (1 - exp(-n / tau))`` (parameters
-    ``quality``, default 0.5, and ``tau``, default 3): it is computed from the state, so a
-    resume that lost the state would show as a drop in the curve. Every step is checkpointed
+    The value after ``n`` trained steps is ``quality * (1 - exp(-n / tau)) - decline * n``
+    (parameters ``quality``, default 0.5, ``tau``, default 3, and ``decline``, default 0, which
+    makes a curve that peaks and falls): it is computed from the state, so a resume that lost
+    the state would show as a drop in the curve. Every step is checkpointed
     before it is reported, and appended to ``ctx.run_dir / TRAINED_STEPS_FILE``.
 
     Returns:
@@ -74,18 +76,19 @@ def resumable_curve(ctx: Any) -> dict[str, float]:
     """
     quality = float(ctx.params.get("quality", 0.5))
     tau = float(ctx.params.get("tau", 3.0))
+    decline = float(ctx.params.get("decline", 0.0))
     state = CurveState()
     start = ctx.resume(state)
     log = Path(ctx.run_dir) / TRAINED_STEPS_FILE if ctx.run_dir is not None else None
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
-    value = _curve_value(quality, len(state.trained), tau)
+    value = curve_value(quality, len(state.trained), tau, decline)
     for step in range(start + 1, ctx.max_epochs + 1):
         state.trained.append(step)
         if log is not None:
             with log.open("a") as f:
                 f.write(f"{step}\n")
-        value = _curve_value(quality, len(state.trained), tau)
+        value = curve_value(quality, len(state.trained), tau, decline)
         ctx.save_checkpoint(state, step)
         ctx.report(value, step)
     return {"score": value, "steps": float(len(state.trained)), "first_step": float(start + 1)}

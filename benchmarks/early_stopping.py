@@ -1,0 +1,287 @@
+"""Early stopping on the built-in tasks: best validation score and epochs spent, per method.
+
+Every method runs the same number of trials of the same task and search space, once per
+seed, one trial at a time:
+
+    random          random search, no pruning (the reference)
+    tpe             TPE, no pruning
+    tpe+median      TPE + MedianPruner
+    tpe+sha         TPE + Optuna's SuccessiveHalvingPruner (asha: stopped trials stay stopped)
+    tpe+asha        TPE + asha_promote (paused trials resume from their checkpoints)
+    tpe+hyperband   TPE + HyperbandPruner
+    optuna          plain Optuna, TPESampler + HyperbandPruner with study.optimize, calling
+                    the same task function through a TrialContext whose report() calls
+                    trial.report / trial.should_prune
+
+Epochs are what count (the machine may be shared); a continuation counts only the epochs
+it trained itself. "to target" is the number of epochs, in trial order, until a completed
+trial matched random search's final best of the same seed; its ratio is over the epochs
+random search needed for that best (the median over seeds; "inf" when not reached).
+
+    python benchmarks/early_stopping.py                         # both tasks, 5 seeds (~25 min)
+    python benchmarks/early_stopping.py --tasks digits --seeds 2 --trials 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+import hpo
+from hpo.execution import RESUME_ATTR, TrialJob, apply_engine_params, context_for
+from hpo.reporting import Progress
+from hpo.spec import sample_params
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+MAX_EPOCHS = 9
+TPE = {"type": "tpe", "n_startup_trials": 5}
+ASHA = {"min_resource": 1, "reduction_factor": 3}  # rungs end at epochs 1 and 3 of 9
+PRUNERS: dict[str, dict[str, Any] | None] = {
+    "random": {"type": "none"},
+    "tpe": {"type": "none"},
+    "tpe+median": {"type": "median", "n_startup_trials": 3, "n_warmup_steps": 1},
+    "tpe+sha": {"type": "asha", **ASHA},
+    "tpe+asha": {"type": "asha_promote", **ASHA},
+    "tpe+hyperband": {"type": "hyperband", **ASHA},
+    "optuna": None,
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """A built-in task with the search space and trial count the benchmark gives it."""
+
+    entrypoint: str
+    metric: str
+    direction: str
+    trials: int
+    space: dict[str, Any]
+
+
+TASKS = {
+    "digits": Task(
+        "hpo.tasks.digits:train",
+        "val_accuracy",
+        "maximize",
+        30,
+        {
+            "optimizer": {"type": "categorical", "choices": ["AdamW", "SGD"]},
+            "lr": {"type": "float", "low": 1e-4, "high": 0.3, "log": True},
+            "weight_decay": {
+                "type": "float", "low": 1e-6, "high": 0.1, "log": True, "when": {"optimizer": "AdamW"},
+            },
+            "momentum": {"type": "float", "low": 0.0, "high": 0.99, "when": {"optimizer": "SGD"}},
+            "hidden": {"type": "int", "low": 16, "high": 256, "step": 16},
+            "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+        },
+    ),
+    "char_lm": Task(
+        "hpo.tasks.char_lm:train",
+        "val_loss",
+        "minimize",
+        16,
+        {
+            "lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
+            "weight_decay": {"type": "float", "low": 1e-6, "high": 0.1, "log": True},
+            "n_layer": {"type": "int", "low": 1, "high": 2},
+            "n_embd": {"type": "categorical", "choices": [16, 32, 64]},
+            "dropout": {"type": "float", "low": 0.0, "high": 0.2},
+            "block_size": {"type": "categorical", "choices": [32]},
+            "steps_per_epoch": {"type": "categorical", "choices": [8]},
+        },
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One study's outcome: per trial, in order, its epochs and its final value (None: not complete)."""
+
+    epochs: list[int]
+    values: list[float | None]
+    seconds: float
+
+    def best(self, maximize: bool) -> float:
+        done = [v for v in self.values if v is not None]
+        return (max if maximize else min)(done) if done else math.nan
+
+    def epochs_to(self, target: float, maximize: bool) -> float:
+        """Epochs spent until a completed trial's value matched ``target`` (inf: never)."""
+        spent = 0
+        for e, v in zip(self.epochs, self.values):
+            spent += e
+            if v is not None and (v >= target if maximize else v <= target):
+                return float(spent)
+        return math.inf
+
+
+def _spec(task: Task, method: str, seed: int, root: Path, trials: int) -> hpo.StudySpec:
+    return hpo.spec_from_dict(
+        {
+            "name": f"{method.replace('+', '-')}-{seed}",
+            "storage": f"sqlite:///{root / 'studies.db'}",
+            "direction": task.direction,
+            "metric": task.metric,
+            "sampler": {"type": "random", "seed": seed} if method == "random" else {**TPE, "seed": seed},
+            "pruner": PRUNERS[method] or {"type": "none"},
+            "n_trials": trials,
+            "run_dir": str(root / f"{method}-{seed}"),
+            "executor": {"isolation": "thread"},
+            "trial": {"entrypoint": task.entrypoint, "max_epochs": MAX_EPOCHS},
+            "search_space": task.space,
+        }
+    )
+
+
+def _trained_epochs(t: optuna.trial.FrozenTrial, resumed_at: int) -> int:
+    return sum(1 for s in t.intermediate_values if s > resumed_at)
+
+
+def run_hpo(task: Task, method: str, seed: int, root: Path, trials: int) -> Run:
+    spec = _spec(task, method, seed, root, trials)
+    t0 = time.perf_counter()
+    study = hpo.optimize(spec, progress=Progress())
+    seconds = time.perf_counter() - t0
+    epochs, values = [], []
+    for t in study.get_trials(deepcopy=False):
+        resume = t.system_attrs.get(RESUME_ATTR) or {}
+        epochs.append(_trained_epochs(t, int(resume.get("step", 0))))
+        values.append(t.value if t.state == optuna.trial.TrialState.COMPLETE else None)
+    return Run(epochs, values, seconds)
+
+
+class _OptunaChannel:
+    """A trial's report goes straight to Optuna: ``trial.report`` then ``trial.should_prune``."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+
+    def report(self, value: float, step: int) -> bool:
+        self.trial.report(value, step)
+        return self.trial.should_prune()
+
+    def checkpointed(self, step: int, path: str) -> None:
+        """Plain Optuna does not resume trials: nothing to record."""
+
+    def stopping(self) -> bool:
+        return False
+
+
+def run_optuna(task: Task, seed: int, root: Path, trials: int) -> Run:
+    """Optuna's recommended pairing, TPE + Hyperband, with ``study.optimize``."""
+    spec = _spec(task, "tpe", seed, root, trials)  # for the search space and metric only
+    study = optuna.create_study(
+        storage=f"sqlite:///{root / 'optuna.db'}",
+        study_name=f"optuna-{seed}",
+        direction=task.direction,
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE["n_startup_trials"]),
+        pruner=optuna.pruners.HyperbandPruner(max_resource=MAX_EPOCHS, **ASHA),
+    )
+    fn = hpo.spec.load_entrypoint(task.entrypoint)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = sample_params(trial, spec.search_space)
+        job = TrialJob(
+            entrypoint=task.entrypoint,
+            study_name=study.study_name,
+            storage_url="",
+            trial_id=trial._trial_id,  # noqa: SLF001 - Trial exposes no public id
+            number=trial.number,
+            params=params,
+            engine_config=apply_engine_params({}, params),
+            metric_names=[task.metric],
+            max_epochs=MAX_EPOCHS,
+            seed=zlib.crc32(f"{study.study_name}:{trial.number}".encode()),
+        )
+        return float(fn(context_for(job, _OptunaChannel(trial)))[task.metric])
+
+    t0 = time.perf_counter()
+    study.optimize(objective, n_trials=trials)
+    seconds = time.perf_counter() - t0
+    done = optuna.trial.TrialState.COMPLETE
+    return Run(
+        [_trained_epochs(t, 0) for t in study.trials],
+        [t.value if t.state == done else None for t in study.trials],
+        seconds,
+    )
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    return "inf" if math.isinf(x) else ("nan" if math.isnan(x) else f"{x:.{digits}f}")
+
+
+def report(task_name: str, task: Task, runs: dict[str, list[Run]], methods: list[str]) -> None:
+    maximize = task.direction == "maximize"
+    seeds = len(runs["random"])
+    targets = [r.best(maximize) for r in runs["random"]]
+    reference = [r.epochs_to(t, maximize) for r, t in zip(runs["random"], targets)]
+    print(f"\n{task_name}: {task.metric} ({task.direction}), ", end="")
+    print(f"{task.trials} trials x {MAX_EPOCHS} epochs, {seeds} seeds")
+    print(
+        f"| method | best {task.metric} (mean +- sd) | epochs (mean) | reached target "
+        "| epochs to target (median) | ratio to random (median) | ratio per seed | s/study |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for m in methods:
+        rs = runs[m]
+        bests = [r.best(maximize) for r in rs]
+        to = [r.epochs_to(t, maximize) for r, t in zip(rs, targets)]
+        ratios = [a / b for a, b in zip(to, reference)]
+        sd = statistics.stdev(bests) if len(bests) > 1 else 0.0
+        print(
+            f"| {m} | {_fmt(statistics.mean(bests))} +- {_fmt(sd)} "
+            f"| {statistics.mean(sum(r.epochs) for r in rs):.0f} "
+            f"| {sum(not math.isinf(x) for x in to)}/{seeds} | {_fmt(statistics.median(to), 0)} "
+            f"| {_fmt(statistics.median(ratios), 2)}x | {' '.join(_fmt(x, 2) for x in ratios)} "
+            f"| {statistics.mean(r.seconds for r in rs):.0f} |"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", default="digits,char_lm", help="comma-separated: digits, char_lm")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--trials", type=int, help="trials per study (default: 30 digits, 16 char_lm)")
+    ap.add_argument("--methods", default=",".join(PRUNERS), help="comma-separated; random is always run")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    methods = ["random"] + [m for m in args.methods.split(",") if m in PRUNERS and m != "random"]
+    t_start = time.perf_counter()
+    for name in args.tasks.split(","):
+        task = TASKS[name]
+        if args.trials:
+            task = Task(task.entrypoint, task.metric, task.direction, args.trials, task.space)
+        runs: dict[str, list[Run]] = {m: [] for m in methods}
+        with tempfile.TemporaryDirectory() as tmp:
+            for seed in range(args.seeds):
+                for m in methods:
+                    root = Path(tmp)
+                    if m == "optuna":
+                        r = run_optuna(task, seed, root, task.trials)
+                    else:
+                        r = run_hpo(task, m, seed, root, task.trials)
+                    runs[m].append(r)
+                    print(
+                        f"{name} seed {seed} {m:<14} best {_fmt(r.best(task.direction == 'maximize'))} "
+                        f"epochs {sum(r.epochs):>4} trials {len(r.epochs):>3} {r.seconds:6.1f}s "
+                        f"(total {time.perf_counter() - t_start:.0f}s)",
+                        flush=True,
+                    )
+        report(name, task, runs, methods)
+
+
+if __name__ == "__main__":
+    main()
