@@ -9,14 +9,14 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from hpo.cli import _results_cmds, _study_cmds
+from hpo.cli import _ray_cmds, _results_cmds, _study_cmds
 from hpo.cli._common import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_STUDY, Parser
 from hpo.exceptions import HpoError, SpecError
 
 __all__ = ["build_parser", "main"]
 
 # Each module adds its commands through `register(subparsers)`.
-_COMMAND_MODULES = [_study_cmds, _results_cmds]
+_COMMAND_MODULES = [_study_cmds, _results_cmds, _ray_cmds]
 
 
 def build_parser() -> Parser:

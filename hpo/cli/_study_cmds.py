@@ -13,11 +13,12 @@ __all__ = ["register"]
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
+    from hpo.cli._ray_cmds import with_executor
     from hpo.execution import optimize
     from hpo.reporting import make_progress
     from hpo.spec import load_spec
 
-    spec = load_spec(args.spec)
+    spec = with_executor(load_spec(args.spec), args.executor, args.address)
     study = optimize(
         spec,
         n_trials=args.n_trials,
@@ -143,6 +144,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--no-reuse", action="store_true", help="start fresh worker processes for every trial")
+    p.add_argument("--executor", choices=["local", "ray"], help="where trials run (overrides executor.type)")
+    p.add_argument("--address", help="with --executor ray: the cluster, auto, local, ray://HOST:PORT "
+                   "or HOST:PORT (overrides executor.address)")
 
     p = add_command(sub, "validate", "check a study file without running it", _cmd_validate,
                     "hpo validate studies/quickstart.yaml")

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from hpo.exceptions import SpecError
 from hpo.execution._base import Executor, TrialChannel, TrialJob
-from hpo.execution._heartbeat import Heartbeat
+from hpo.execution._heartbeat import Heartbeats
 from hpo.execution._inprocess import InProcessExecutor
 from hpo.execution._outcome import Outcome, TrialResult
 from hpo.execution._pool import ProcessExecutor
@@ -79,12 +79,21 @@ def optimize(
 
 
 def make_executor(spec: StudySpec) -> Executor:
-    """The executor ``spec.executor`` asks for, with this machine's resources divided.
+    """The executor ``spec.executor`` asks for, with this machine's resources divided
+    (``type: ray``: connected to its cluster, see :class:`hpo.execution._ray.RayExecutor`).
 
     Raises:
-        SpecError: The trials need more CPUs or GPUs than the machine has.
+        SpecError: The trials need more CPUs or GPUs than the machine (or the Ray cluster) has.
     """
     res = spec.trial.resources
+    if spec.executor.type == "ray":
+        try:
+            from hpo.execution._ray import RayExecutor
+        except ImportError as e:
+            raise SpecError(
+                f"type: ray needs Ray ({e}); install it with: pip install 'hpo[ray]'", key="executor.type"
+            ) from None
+        return RayExecutor(spec)
     if spec.executor.isolation == "thread":
         return InProcessExecutor()
     slots = plan_slots(
@@ -144,35 +153,37 @@ class _Loop:
         self.deadline = time.monotonic() + spec.timeout if spec.timeout else None
         self.errors: list[BaseException] = []
         self.next_stale_check = 0.0
+        self.maybe_continuation: dict[int, bool] = {}
         self.run_dir = Path(spec.run_dir or Path("hpo_runs") / spec.name).resolve()
         self.ckpt_root = Path(spec.checkpoints.root).resolve() if spec.checkpoints.root else self.run_dir / "checkpoints"
+        self.heartbeats = Heartbeats(storage, spec.executor.heartbeat_interval)
         self.heartbeat_s = spec.executor.heartbeat_interval
 
     def run(self) -> None:
-        self.study.set_user_attr(RUN_DIR_ATTR, str(self.run_dir))
-        self.study.set_user_attr(CHECKPOINT_ROOT_ATTR, str(self.ckpt_root))
+        for key, value in ((RUN_DIR_ATTR, str(self.run_dir)), (CHECKPOINT_ROOT_ATTR, str(self.ckpt_root))):
+            if self.study.user_attrs.get(key) != value:
+                self.study.set_user_attr(key, value)
         b = budget(self.storage, self.study_id, self.spec.n_trials)
         self.progress.start(self.spec, b.done, self.study)
-        threads = [
-            threading.Thread(target=self._worker, name=f"hpo-trial-slot-{i}", daemon=True)
-            for i in range(self.spec.concurrency)
-        ]
-        for t in threads:
-            t.start()
+        # Each slot thread sets its event when it ends. The main thread waits on those events,
+        # never in Thread.join: a join interrupted by Ctrl-C marks the thread finished while
+        # it still runs (CPython 3.11), and we must wait for running trials to wind down.
+        ended = [threading.Event() for _ in range(self.spec.concurrency)]
+        for i, event in enumerate(ended):
+            threading.Thread(target=self._worker, args=(event,), name=f"hpo-trial-slot-{i}", daemon=True).start()
         try:
-            while any(t.is_alive() for t in threads):
-                for t in threads:
-                    t.join(timeout=0.2)
+            while not all(e.wait(timeout=0.2 / len(ended)) for e in ended):
                 self.progress.refresh()
         except KeyboardInterrupt:
             # Running trials see `stopping()` at their next report and end as INTERRUPTED.
             self.stop.set()
             self.progress.note("interrupted: finishing running trials (Ctrl-C again to abandon them)")
-            for t in threads:
-                t.join()
+            for event in ended:
+                event.wait()
             raise
         finally:
             self.executor.close()
+            self.heartbeats.close()
         if self.spec.checkpoints.enabled:
             collect_checkpoints(self.study, self.ckpt_root, self.spec.checkpoints.keep.best)
         if self.errors:
@@ -189,37 +200,53 @@ class _Loop:
                     fail_lost_trials(self.study, self.storage, self.study_id, self.spec.executor.grace_period)
                     self.next_stale_check = now + self.heartbeat_s
                 b = budget(self.storage, self.study_id, self.spec.n_trials)
-                if b.finished or self._grid_exhausted():
+                if self._grid_exhausted():
                     return None
+                if b.finished:
+                    # A promotion is no new trial: one the last trials made promotable still resumes.
+                    if not self._promote():
+                        return None
+                    trial = self.study.ask()
+                    self.maybe_continuation[trial.number] = True
+                    return trial
                 if b.can_start:
-                    self._promote()
-                    return self.study.ask()
+                    waiting = self._promote() or b.waiting > 0
+                    trial = self.study.ask()
+                    self.maybe_continuation[trial.number] = waiting
+                    return trial
             # Others (threads here or other processes) hold the rest of the budget: wait.
             self.stop.wait(1.0)
         return None
 
-    def _promote(self) -> None:
+    def _promote(self) -> bool:
         """Let a pruner that pauses trials resume one (it runs before any new trial)."""
         pick = getattr(self.study.pruner, "next_promotion", None)
         if pick is not None and (paused := pick(self.study)) is not None:
-            enqueue_continuation(self.study, paused, reason="promoted", max_attempts=None, retry=False)
+            return enqueue_continuation(self.study, paused, reason="promoted", max_attempts=None, retry=False)
+        return False
 
     def _grid_exhausted(self) -> bool:
         sampler = self.study.sampler
         return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(self.study)
 
-    def _worker(self) -> None:
+    def _worker(self, ended: threading.Event) -> None:
         try:
             while (trial := self._next_trial()) is not None:
                 self._run_one(trial)
         except BaseException as e:  # noqa: BLE001 - surfaced by run()
             self.errors.append(e)
             self.stop.set()
+        finally:
+            ended.set()
 
     def _run_one(self, trial: optuna.Trial) -> None:
-        params = sample_params(trial, self.spec.search_space)
         number = trial.number
-        resume = self.storage.get_trial_system_attrs(trial._trial_id).get(RESUME_ATTR) or {}  # noqa: SLF001
+        # Only a queued trial (it comes with its parameters) can be a continuation.
+        queued = bool(trial.params) or not self.spec.search_space or self.maybe_continuation.pop(number, True)
+        params = sample_params(trial, self.spec.search_space)
+        resume: dict = {}
+        if queued:
+            resume = self.storage.get_trial_system_attrs(trial._trial_id).get(RESUME_ATTR) or {}  # noqa: SLF001
         trial_dir = self.run_dir / f"trial_{number}"
         job = TrialJob(
             entrypoint=self.spec.trial.entrypoint,
@@ -241,7 +268,7 @@ class _Loop:
             start_step=int(resume.get("step", 0)),
         )
         self.progress.trial_started(number, params)
-        with Heartbeat(self.storage, job.trial_id, self.heartbeat_s):
+        with self.heartbeats.running(job.trial_id):
             result = self.executor.run(job, _StudyChannel(self, trial))
         self._tell(trial, result)
 

@@ -187,6 +187,9 @@ def worker_main(
         )
         # Decisions travel on gloo whatever the training backend: small, CPU-side messages.
         group = dist.new_group(backend="gloo") if gpu_ids else dist.group.WORLD
+    # Everything imported so far lives as long as the worker: keep it out of the per-trial
+    # collections, which then cost ~1 ms instead of ~100 ms with torch loaded.
+    gc.freeze()
     conn.send(("ready", rank))
     while True:
         try:

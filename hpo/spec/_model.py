@@ -219,7 +219,15 @@ class TrialSpec(_Strict):
 class ExecutorSpec(_Strict):
     """Where and how trials run."""
 
-    type: Literal["local"] = "local"
+    type: Literal["local", "ray"] = "local"
+    """``local``: worker processes on this machine; ``ray``: gangs of Ray actors on a Ray
+    cluster, placed with placement groups (docs/RAY.md)."""
+    address: str | None = None
+    """``type: ray`` only: the cluster. ``auto`` (default: the cluster this machine belongs
+    to, or ``$RAY_ADDRESS``), ``local`` (a cluster started for this study), ``ray://host:port``
+    (Ray Client) or ``host:port`` (the head node's GCS)."""
+    cpus_per_worker: float | None = Field(None, gt=0)
+    """``type: ray`` only: CPUs each worker's placement-group bundle reserves (default 1)."""
     isolation: Literal["process", "thread"] = "process"
     """``process``: each trial in worker processes of its own (crash-isolated, per-rank log
     files); ``thread``: 1-worker CPU trials in threads of the orchestrator (lowest overhead)."""
@@ -232,6 +240,21 @@ class ExecutorSpec(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> ExecutorSpec:
+        if self.type == "local":
+            for key in ("address", "cpus_per_worker"):
+                if getattr(self, key) is not None:
+                    raise KeyError_(
+                        key, f"applies to type: ray only (got {key}={getattr(self, key)!r} with type: local)"
+                    )
+        if self.type == "ray" and self.isolation == "thread":
+            raise KeyError_(
+                "isolation", "type: ray runs trials in Ray actors; isolation: thread is for type: local"
+            )
+        address_shape = r"auto|local|(ray://)?[\w.\-\[\]:]+:\d{1,5}"
+        if self.address is not None and not re.fullmatch(address_shape, self.address):
+            raise KeyError_(
+                "address", f"must be auto, local, ray://host:port or host:port (got {self.address!r})"
+            )
         if self.grace_period <= self.heartbeat_interval:
             raise KeyError_(
                 "grace_period",

@@ -205,3 +205,27 @@ def ckpt_quality(ctx: Any) -> float:
         ctx.save_checkpoint(eng, step)
         ctx.report(float(step), step)
     return float(ctx.params["quality"])
+
+
+def ray_placement(ctx: Any) -> dict[str, float]:
+    """Writes where Ray placed this rank (pid, node, placement group); all-reduces across ranks."""
+    import json
+    from pathlib import Path
+
+    import ray
+    import torch
+    import torch.distributed as dist
+
+    pg = ray.util.get_current_placement_group()
+    info = {
+        "pid": os.getpid(),
+        "node": ray.get_runtime_context().get_node_id(),
+        "placement_group": pg.id.hex() if pg else None,
+    }
+    Path(ctx.run_dir).mkdir(parents=True, exist_ok=True)
+    (Path(ctx.run_dir) / f"placement_rank{ctx.rank}.json").write_text(json.dumps(info))
+    t = torch.ones(1)
+    if ctx.world_size > 1:
+        dist.all_reduce(t)
+    ctx.report(float(t.item()), 1)
+    return {"value": float(t.item()) + ctx.params.get("x", 0.0)}
