@@ -34,6 +34,9 @@ def test_optimize_status_best_trials(write_study, tmp_path) -> None:
 
     table = hpo_cli("trials", "t", "--storage", f"sqlite:///{tmp_path / 'db.sqlite'}", cwd=tmp_path)
     assert table.returncode == 0 and "COMPLETE" in table.stdout
+    by_name = hpo_cli("status", "t", "--storage", f"sqlite:///{tmp_path / 'db.sqlite'}", "--json", cwd=tmp_path)
+    assert json.loads(by_name.stdout)["complete"] == 5
+    assert hpo_cli("status", cwd=tmp_path).returncode == 2
 
     again = hpo_cli("optimize", str(path), cwd=tmp_path)  # file says 6: one more trial
     assert again.returncode == 0

