@@ -123,7 +123,8 @@ def run_ray_train(trials: int) -> list[float] | None:
 
         b._train_steps(lambda t: ray.train.get_context().get_world_rank() == 0 and ray.train.report({"first_step": t}))
 
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    # Logical CPUs: Ray Train needs one for its controller besides the two workers.
+    ray.init(num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1")
     gaps = []
     try:
         for _ in range(trials):
