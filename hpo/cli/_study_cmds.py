@@ -54,7 +54,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     study = load_study(name, url)
     s = status_summary(study, n)
     s["storage"] = redact_url(url)
-    root = study.user_attrs.get("hpo:checkpoint_root")
+    from hpo.execution._optimize import CHECKPOINT_ROOT_ATTR
+
+    root = study.user_attrs.get(CHECKPOINT_ROOT_ATTR)
     if root:
         from pathlib import Path
 

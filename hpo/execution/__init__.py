@@ -5,12 +5,13 @@ from __future__ import annotations
 from hpo.execution._base import Executor, TrialChannel, TrialJob
 from hpo.execution._context import TrialContext, TrialDiverged, TrialInterrupted
 from hpo.execution._inprocess import InProcessExecutor, context_for
-from hpo.execution._optimize import METRICS_ATTR, apply_engine_params, optimize
+from hpo.execution._optimize import apply_engine_params, optimize
 from hpo.execution._outcome import Outcome, TrialResult, classify
 from hpo.execution._resume import (
     CHECKPOINT_ATTR,
     CONTINUES_ATTR,
     ERROR_ATTR,
+    METRICS_ATTR,
     RESUME_ATTR,
     enqueue_continuation,
     latest_checkpoint,

@@ -20,7 +20,7 @@ from hpo.execution._inprocess import InProcessExecutor
 from hpo.execution._outcome import Outcome, TrialResult
 from hpo.execution._pool import ProcessExecutor
 from hpo.execution._resources import plan_slots
-from hpo.execution._resume import CHECKPOINT_ATTR, ERROR_ATTR, RESUME_ATTR, enqueue_continuation
+from hpo.execution._resume import CHECKPOINT_ATTR, ERROR_ATTR, METRICS_ATTR, RESUME_ATTR, enqueue_continuation
 from hpo.execution._retention import collect_checkpoints, trial_checkpoint_dir
 from hpo.execution._study import budget, fail_lost_trials, open_study
 from hpo.reporting import Progress, make_progress
@@ -29,7 +29,6 @@ from hpo.storage import study_lock
 
 __all__ = ["optimize"]
 
-METRICS_ATTR = "hpo:metrics"
 RUN_DIR_ATTR = "hpo:run_dir"
 CHECKPOINT_ROOT_ATTR = "hpo:checkpoint_root"
 

@@ -18,12 +18,15 @@ __all__ = [
     "CHECKPOINT_ATTR",
     "CONTINUES_ATTR",
     "ERROR_ATTR",
+    "METRICS_ATTR",
+    "PREVIOUS_ERRORS_ATTR",
     "RESUME_ATTR",
     "enqueue_continuation",
     "latest_checkpoint",
 ]
 
-ERROR_ATTR = "hpo:error"
+ERROR_ATTR = "hpo:error"  # user attr: why a trial failed (or was pruned)
+METRICS_ATTR = "hpo:metrics"  # user attr: every metric a trial returned, when more than the objectives
 CHECKPOINT_ATTR = "hpo:checkpoint"  # user attr of a trial: its latest {"step", "path"}
 RESUME_ATTR = "hpo:resume"  # system attr of a continuation: {"step", "path"} to load
 CONTINUES_ATTR = "hpo:continues"  # system attr of a continuation: {"trial", "reason"}

@@ -11,9 +11,10 @@ from typing import IO, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.execution._resume import ERROR_ATTR, METRICS_ATTR, PREVIOUS_ERRORS_ATTR
+
 __all__ = ["best_summary", "status_summary", "trial_rows", "write_trials"]
 
-_ERROR = "hpo:error"
 
 
 def status_summary(study: optuna.Study, n_trials: int | None = None) -> dict[str, Any]:
@@ -37,7 +38,7 @@ def status_summary(study: optuna.Study, n_trials: int | None = None) -> dict[str
 def best_summary(study: optuna.Study) -> list[dict[str, Any]]:
     """The best trial (or the Pareto front for several objectives) as plain data."""
     best = study.best_trials if len(study.directions) > 1 else [study.best_trial]
-    return [{"number": t.number, "values": t.values, "params": t.params, "metrics": t.user_attrs.get("hpo:metrics", {})} for t in best]
+    return [{"number": t.number, "values": t.values, "params": t.params, "metrics": t.user_attrs.get(METRICS_ATTR, {})} for t in best]
 
 
 def _duration(t: FrozenTrial) -> float | None:
@@ -60,8 +61,8 @@ def trial_rows(study: optuna.Study, *, curves: bool = False) -> list[dict[str, A
         history = t.system_attrs.get("retry_history", [])
         row["attempt"] = len(history) + 1
         row["retry_of"] = t.system_attrs.get("failed_trial")
-        row["previous_errors"] = " | ".join(t.user_attrs.get("hpo:previous_errors", [])) or None
-        err = t.user_attrs.get(_ERROR)
+        row["previous_errors"] = " | ".join(t.user_attrs.get(PREVIOUS_ERRORS_ATTR, [])) or None
+        err = t.user_attrs.get(ERROR_ATTR)
         row["error"] = err.strip().splitlines()[-1] if err else None
         if curves:
             row["curve"] = {int(k): v for k, v in sorted(t.intermediate_values.items())}
