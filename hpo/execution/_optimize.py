@@ -22,10 +22,10 @@ from hpo.execution._pool import ProcessExecutor
 from hpo.execution._resources import plan_slots
 from hpo.execution._resume import CHECKPOINT_ATTR, ERROR_ATTR, METRICS_ATTR, RESUME_ATTR, enqueue_continuation
 from hpo.execution._retention import collect_checkpoints, trial_checkpoint_dir
-from hpo.execution._study import budget, fail_lost_trials, open_study
+from hpo.execution._study import budget, fail_lost_trials, open_study, tell
 from hpo.reporting import Progress, make_progress
 from hpo.spec import StudySpec, sample_params
-from hpo.storage import study_lock
+from hpo.storage import StudyLock
 
 __all__ = ["optimize"]
 
@@ -149,6 +149,7 @@ class _Loop:
         self.progress = progress
         self.stop = threading.Event()
         self.lock = threading.Lock()  # serializes the budget check with ask()
+        self.study_lock = StudyLock(storage, spec.name)  # ... across processes
         self.deadline = time.monotonic() + spec.timeout if spec.timeout else None
         self.errors: list[BaseException] = []
         self.next_stale_check = 0.0
@@ -183,6 +184,7 @@ class _Loop:
         finally:
             self.executor.close()
             self.heartbeats.close()
+            self.study_lock.close()
         if self.spec.checkpoints.enabled:
             collect_checkpoints(self.study, self.ckpt_root, self.spec.checkpoints.keep.best)
         if self.errors:
@@ -193,12 +195,12 @@ class _Loop:
         while not self.stop.is_set():
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 return None
-            with self.lock, study_lock(self.storage, self.spec.name):
+            with self.lock, self.study_lock.hold() as conn:
                 now = time.monotonic()
                 if now >= self.next_stale_check:  # a query per trial would cost more than it finds
                     fail_lost_trials(self.study, self.storage, self.study_id, self.spec.executor.grace_period)
                     self.next_stale_check = now + self.heartbeat_s
-                b = budget(self.storage, self.study_id, self.spec.n_trials)
+                b = budget(self.storage, self.study_id, self.spec.n_trials, conn)
                 if self._grid_exhausted():
                     return None
                 if b.finished:
@@ -277,11 +279,11 @@ class _Loop:
         if result.error:
             trial.set_user_attr(ERROR_ATTR, result.error)
         if result.outcome is Outcome.COMPLETE:
-            frozen = self.study.tell(trial, result.values)
+            frozen = tell(self.study, trial, TrialState.COMPLETE, result.values)
         elif result.outcome is Outcome.PRUNED:
-            frozen = self.study.tell(trial, state=TrialState.PRUNED)
+            frozen = tell(self.study, trial, TrialState.PRUNED)
         else:
-            frozen = self.study.tell(trial, state=TrialState.FAIL)
+            frozen = tell(self.study, trial, TrialState.FAIL)
             if result.outcome is Outcome.INTERRUPTED:
                 # Not the trial's fault: queue it again so the next run starts with it.
                 enqueue_continuation(self.study, frozen, reason="interrupted", max_attempts=None)

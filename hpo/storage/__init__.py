@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hpo.storage._lock import study_lock
+from hpo.storage._lock import StudyLock, study_lock
 from hpo.storage._rdb import count_trials, create_storage, redact_url
 
-__all__ = ["count_trials", "create_storage", "redact_url", "study_lock"]
+__all__ = ["count_trials", "create_storage", "redact_url", "study_lock", "StudyLock"]

@@ -3,24 +3,32 @@
 Checking the budget and creating the next trial must happen as one step, or several
 ``hpo optimize`` processes on one study overshoot ``n_trials``. SQLite (one machine)
 uses an ``flock`` on a file beside the database; PostgreSQL uses a session advisory
-lock; MySQL/MariaDB ``GET_LOCK``.
+lock; MySQL/MariaDB ``GET_LOCK``. A server lock is taken on a pooled connection in autocommit
+mode, which :func:`study_lock` hands to the block: queries made on it while
+the lock is held cost one round trip each, with no transaction to begin or end.
 """
 
 from __future__ import annotations
 
 import fcntl
+import threading
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import optuna
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-__all__ = ["creation_lock", "study_lock"]
+__all__ = ["StudyLock", "creation_lock", "study_lock"]
 
 _CREATE_KEY = zlib.crc32(b"hpo:create-schema") & 0x7FFFFFFF
+
+
+def _lock_engine(storage: optuna.storages.RDBStorage) -> sa.Engine:
+    """``storage``'s engine (and connection pool) with connections in autocommit mode."""
+    return storage.engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 @contextmanager
@@ -67,27 +75,93 @@ def creation_lock(url: str) -> Iterator[None]:
         yield
 
 
-@contextmanager
-def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
-    """Hold the cross-process lock of ``study_name`` in ``storage`` for the block."""
-    url = make_url(storage.url)
-    backend = url.get_backend_name()
-    key = zlib.crc32(f"hpo:{study_name}".encode()) & 0x7FFFFFFF
-    if backend == "sqlite":
-        if not url.database or url.database == ":memory:":
-            yield
-            return
-        with _flock(Path(url.database).expanduser().with_suffix(".hpo-lock")):
-            yield
-    elif backend == "postgresql":
-        with storage.engine.connect() as conn, _advisory(conn, key):
-            yield
-    elif backend in ("mysql", "mariadb"):
-        with storage.engine.connect() as conn:
-            conn.execute(sa.text("SELECT GET_LOCK(:k, -1)"), {"k": f"hpo{key}"})
+class StudyLock:
+    """The cross-process lock of one study, for an orchestrator that takes it again and again.
+
+    It keeps what it locks with between uses: the lock file open (SQLite), or one
+    connection in autocommit mode (PostgreSQL, MySQL), so each use costs the lock and
+    unlock statements and nothing more: no pool checkout, no transaction. A connection
+    the server dropped is replaced once, at the next use.
+    """
+
+    def __init__(self, storage: optuna.storages.RDBStorage, study_name: str) -> None:
+        url = make_url(storage.url)
+        self._backend = url.get_backend_name()
+        key = zlib.crc32(f"hpo:{study_name}".encode()) & 0x7FFFFFFF
+        self._path: Path | None = None
+        if self._backend == "sqlite" and url.database and url.database != ":memory:":
+            self._path = Path(url.database).expanduser().with_suffix(".hpo-lock")
+        statements = {
+            "postgresql": ("SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)", key),
+            "mysql": ("SELECT GET_LOCK(:k, -1)", "SELECT RELEASE_LOCK(:k)", f"hpo{key}"),
+            "mariadb": ("SELECT GET_LOCK(:k, -1)", "SELECT RELEASE_LOCK(:k)", f"hpo{key}"),
+        }.get(self._backend)
+        self._statements = statements
+        self._engine = _lock_engine(storage) if statements else None
+        self._file: Any = None
+        self._conn: sa.Connection | None = None
+        self._guard = threading.Lock()  # one holder per process at a time
+
+    @contextmanager
+    def hold(self) -> Iterator[sa.Connection | None]:
+        """Hold the lock for the block; yields the connection that holds a server-side lock
+        (for queries made under it), or None where the lock is a file or not needed."""
+        with self._guard:
+            if self._path is not None:
+                if self._file is None:
+                    self._file = open(self._path, "a")  # noqa: SIM115 - kept open between uses
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+                try:
+                    yield None
+                finally:
+                    fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            elif self._statements is not None:
+                lock, unlock, key = self._statements
+                conn = self._lock(lock, key)
+                try:
+                    yield conn
+                finally:
+                    conn.execute(sa.text(unlock), {"k": key})
+            else:
+                yield None
+
+    def _lock(self, statement: str, key: Any) -> sa.Connection:
+        assert self._engine is not None
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = self._engine.connect()
             try:
-                yield
-            finally:
-                conn.execute(sa.text("SELECT RELEASE_LOCK(:k)"), {"k": f"hpo{key}"})
-    else:
-        yield
+                self._conn.execute(sa.text(statement), {"k": key})
+                return self._conn
+            except sa.exc.DBAPIError as e:
+                self._conn.close()
+                self._conn = None
+                if attempt == 2 or not e.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Release what the lock keeps (file, connection)."""
+        with self._guard:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+@contextmanager
+def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[sa.Connection | None]:
+    """Hold the cross-process lock of ``study_name`` in ``storage`` for the block, once
+    (see :class:`StudyLock` to take it repeatedly).
+
+    Yields the autocommit connection that holds a server-side lock (PostgreSQL, MySQL),
+    for queries made under the lock; None where the lock is a file or not needed.
+    """
+    lock = StudyLock(storage, study_name)
+    try:
+        with lock.hold() as conn:
+            yield conn
+    finally:
+        lock.close()

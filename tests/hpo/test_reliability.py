@@ -102,9 +102,14 @@ def test_killed_worker_is_retried_from_its_checkpoint_within_a_minute(write_stud
         }
     )
     proc = _cli("optimize", str(path), "--quiet", cwd=tmp_path)
-    step3 = tmp_path / "runs" / "checkpoints" / "trial_0" / "step_3"
+    # Step 4's checkpoint is written after step 3 was reported: step 3 is then a resume point.
+    ckpts = tmp_path / "runs" / "checkpoints" / "trial_0"
     deadline = time.monotonic() + 120
-    while not step3.exists() and time.monotonic() < deadline and proc.poll() is None:
+    while (
+        not any(p.name[5:].isdigit() and int(p.name[5:]) >= 4 for p in ckpts.glob("step_*"))
+        and time.monotonic() < deadline
+        and proc.poll() is None
+    ):
         time.sleep(0.1)
     os.kill(int((tmp_path / "runs" / "trial_0" / "pid_1").read_text()), signal.SIGKILL)
     killed_at = time.monotonic()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import optuna
 import pytest
 import sqlalchemy as sa
+from optuna.trial import TrialState
 
 import hpo
 from hpo.exceptions import StorageError
 from hpo.execution import budget, open_study
+from hpo.execution._study import Budget, tell
 from hpo.reporting import Progress
-from hpo.storage import count_trials, create_storage, redact_url
+from hpo.storage import count_trials, create_storage, redact_url, study_lock
 
 
 def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path) -> None:
@@ -31,18 +33,47 @@ def test_unreachable_database_error_hides_password() -> None:
     assert "s3cret" not in str(info.value) and "***" in str(info.value)
 
 
-def test_count_and_budget_count_a_retried_failure_once(write_study) -> None:
-    spec = hpo.load_spec(write_study({"n_trials": 3}))
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_count_and_budget_count_a_retried_failure_once(write_study, request, backend) -> None:
+    overrides = {"n_trials": 3}
+    if backend == "postgresql":
+        overrides["storage"] = request.getfixturevalue("postgres_url")
+    spec = hpo.load_spec(write_study(overrides))
     study, storage = open_study(spec)
-    hpo.optimize(spec, progress=Progress())
     sid = storage.get_study_id_from_name("t")
+    assert budget(storage, sid, 3) == Budget(0, 0, 0, 3)  # no trials: no rows
+    hpo.optimize(spec, progress=Progress())
     assert count_trials(storage, sid) == {"COMPLETE": 3}
     failed = study.ask()
     study.tell(failed, state=optuna.trial.TrialState.FAIL)
     assert budget(storage, sid, 5).done == 4
     optuna.storages.RetryHeartbeatStaleTrialCallback()(study, study.trials[-1])
-    b = budget(storage, sid, 5)
-    assert (b.done, b.waiting) == (3, 1)
+    # The same count on the connection that holds the study lock (autocommit on a server).
+    with study_lock(storage, "t") as conn:
+        b = budget(storage, sid, 5, conn)
+    assert (b.done, b.running, b.waiting) == (3, 0, 1)
+    assert budget(storage, sid, 5) == b
+
+
+@pytest.mark.parametrize("outcome", ["complete", "pruned", "fail"])
+def test_tell_returns_the_trial_as_stored(tmp_path, outcome) -> None:
+    storage = create_storage(f"sqlite:///{tmp_path}/t.db")
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    trial.set_user_attr("note", "kept")
+    trial.report(0.5, 1)
+    trial.report(0.25, 2)
+    state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "fail": TrialState.FAIL}[outcome]
+    told = tell(study, trial, state, [0.125] if outcome == "complete" else None)
+    stored = storage.get_trial(trial._trial_id)
+    assert told.state == stored.state == state
+    assert told.values == stored.values == {"complete": [0.125], "pruned": [0.25], "fail": None}[outcome]
+    for field in ("number", "params", "distributions", "user_attrs", "intermediate_values", "datetime_start"):
+        assert getattr(told, field) == getattr(stored, field), field
+    assert told.datetime_complete is not None
+    with pytest.raises(ValueError, match="Cannot tell"):
+        tell(study, trial, TrialState.FAIL)  # a finished trial stays as it is
 
 
 def test_postgresql_works_the_same(write_study, postgres_url) -> None:
