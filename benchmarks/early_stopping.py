@@ -20,6 +20,7 @@ random search needed for that best (the median over seeds; "inf" when not reache
 
     python benchmarks/early_stopping.py                         # both tasks, 5 seeds (~25 min)
     python benchmarks/early_stopping.py --tasks digits --seeds 2 --trials 12
+    python benchmarks/early_stopping.py --tasks digits --max-epochs 27   # three ASHA rungs
 """
 
 from __future__ import annotations
@@ -248,13 +249,17 @@ def report(task_name: str, task: Task, runs: dict[str, list[Run]], methods: list
 
 
 def main() -> None:
+    global MAX_EPOCHS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", default="digits,char_lm", help="comma-separated: digits, char_lm")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--max-epochs", type=int, default=MAX_EPOCHS, help="epochs of a full trial (rungs at 1, 3, 9, ...)")
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--trials", type=int, help="trials per study (default: 30 digits, 16 char_lm)")
     ap.add_argument("--methods", default=",".join(PRUNERS), help="comma-separated; random is always run")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     args = ap.parse_args()
+    MAX_EPOCHS = args.max_epochs
     import torch
 
     torch.set_num_threads(args.threads)
@@ -266,7 +271,7 @@ def main() -> None:
             task = Task(task.entrypoint, task.metric, task.direction, args.trials, task.space)
         runs: dict[str, list[Run]] = {m: [] for m in methods}
         with tempfile.TemporaryDirectory() as tmp:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 for m in methods:
                     root = Path(tmp)
                     if m == "optuna":
