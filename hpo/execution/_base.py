@@ -59,6 +59,11 @@ class Executor(abc.ABC):
     the trial function did; it is called from up to ``concurrency`` threads at once.
     """
 
+    #: Whether every report and checkpoint of a trial reaches the study through the
+    #: ``channel`` :meth:`run` is given. False where workers write to the database
+    #: themselves (Ray actors); the loop then reads a finished trial back from it.
+    writes_through_channel: bool = True
+
     @abc.abstractmethod
     def run(self, job: TrialJob, channel: TrialChannel) -> TrialResult:
         """Run ``job``, talking to the study through ``channel``; return how it ended."""

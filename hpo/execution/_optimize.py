@@ -278,12 +278,13 @@ class _Loop:
             trial.set_user_attr(METRICS_ATTR, dict(result.metrics))
         if result.error:
             trial.set_user_attr(ERROR_ATTR, result.error)
+        reread = not self.executor.writes_through_channel
         if result.outcome is Outcome.COMPLETE:
-            frozen = tell(self.study, trial, TrialState.COMPLETE, result.values)
+            frozen = tell(self.study, trial, TrialState.COMPLETE, result.values, reread=reread)
         elif result.outcome is Outcome.PRUNED:
-            frozen = tell(self.study, trial, TrialState.PRUNED)
+            frozen = tell(self.study, trial, TrialState.PRUNED, reread=reread)
         else:
-            frozen = tell(self.study, trial, TrialState.FAIL)
+            frozen = tell(self.study, trial, TrialState.FAIL, reread=reread)
             if result.outcome is Outcome.INTERRUPTED:
                 # Not the trial's fault: queue it again so the next run starts with it.
                 enqueue_continuation(self.study, frozen, reason="interrupted", max_attempts=None)

@@ -246,6 +246,8 @@ class RayExecutor(Executor):
         SpecError: The cluster cannot run this study (see :func:`check_cluster`).
     """
 
+    writes_through_channel = False  # rank 0's actor reports to the database itself
+
     def __init__(self, spec: StudySpec, *, reuse: bool | None = None) -> None:
         if spec.executor.type != "ray":
             raise SpecError(

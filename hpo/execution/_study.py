@@ -188,7 +188,12 @@ def budget(storage: optuna.storages.RDBStorage, sid: int, n_trials: int, conn: s
 
 
 def tell(
-    study: optuna.Study, trial: optuna.Trial, state: TrialState, values: Sequence[float] | None = None
+    study: optuna.Study,
+    trial: optuna.Trial,
+    state: TrialState,
+    values: Sequence[float] | None = None,
+    *,
+    reread: bool = False,
 ) -> FrozenTrial:
     """End ``trial`` in ``state`` (with ``values`` when COMPLETE); return it as it is now stored.
 
@@ -197,9 +202,10 @@ def tell(
     tenth of a trivial trial's cost, see benchmarks/overhead.py): the returned trial is
     built from the copy the ``Trial`` keeps of everything written through it, as
     ``Study.optimize`` does. The sampler, pruner and storage see exactly what
-    ``study.tell`` would give them.
+    ``study.tell`` would give them. ``reread=True`` (for trials that other processes wrote
+    to, through Trial objects of their own) reads the trial back as ``study.tell`` does.
     """
-    if _tell_with_warning is None:  # pragma: no cover
+    if _tell_with_warning is None or reread:
         return study.tell(trial, values if state is TrialState.COMPLETE else None, state=state)
     state, stored, _ = _tell_with_warning(
         study=study, trial=trial, value_or_values=values if state is TrialState.COMPLETE else None, state=state

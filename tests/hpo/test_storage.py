@@ -76,6 +76,17 @@ def test_tell_returns_the_trial_as_stored(tmp_path, outcome) -> None:
         tell(study, trial, TrialState.FAIL)  # a finished trial stays as it is
 
 
+def test_tell_reads_back_what_another_process_wrote(tmp_path) -> None:
+    storage = create_storage(f"sqlite:///{tmp_path}/t.db")
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    storage.set_trial_user_attr(trial._trial_id, "hpo:checkpoint", {"step": 3})  # not through `trial`
+    storage.set_trial_intermediate_value(trial._trial_id, 3, 0.5)
+    told = tell(study, trial, TrialState.FAIL, reread=True)
+    assert told.user_attrs == {"hpo:checkpoint": {"step": 3}} and told.intermediate_values == {3: 0.5}
+    assert told.state == TrialState.FAIL
+
+
 def test_postgresql_works_the_same(write_study, postgres_url) -> None:
     spec = hpo.load_spec(write_study({"n_trials": 6, "storage": postgres_url}))
     study = hpo.optimize(spec, progress=Progress())
