@@ -93,7 +93,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from hpo.spec import load_spec
 
     study = Path(args.spec)
-    spec = load_spec(study, check_entrypoint=False)  # the entrypoint imports on the cluster
+    # The entrypoint imports on the cluster; the engine config is checked here, before the upload.
+    spec = load_spec(study, check_entrypoint=False, check_engine=True)
     _check_storage(spec)
     working_dir = Path(args.working_dir).resolve()
     if not working_dir.is_dir():

@@ -20,12 +20,15 @@ _INCLUDE_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _BUILTIN_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
 
 
-def load_spec(path: str | Path, *, check_entrypoint: bool = True) -> StudySpec:
+def load_spec(path: str | Path, *, check_entrypoint: bool = True, check_engine: bool | None = None) -> StudySpec:
     """Read, merge and validate a study file.
 
     Args:
         path: The YAML study file.
         check_entrypoint: Also import the trial entrypoint to make sure it exists.
+        check_engine: Also let the engine validate the engine config (it imports torch,
+            about 2 s; commands that only read a study's results skip it). Default:
+            ``check_entrypoint``.
 
     Returns:
         The validated, immutable spec.
@@ -41,7 +44,9 @@ def load_spec(path: str | Path, *, check_entrypoint: bool = True) -> StudySpec:
     space = raw.get("search_space")
     if isinstance(space, dict) and "include" in space:
         raw["search_space"] = _merge_includes(space, path, root)
-    return spec_from_dict(raw, file=str(path), yaml_root=root, check_entrypoint=check_entrypoint)
+    return spec_from_dict(
+        raw, file=str(path), yaml_root=root, check_entrypoint=check_entrypoint, check_engine=check_engine
+    )
 
 
 def spec_from_dict(
@@ -50,6 +55,7 @@ def spec_from_dict(
     file: str | None = None,
     yaml_root: yaml.Node | None = None,
     check_entrypoint: bool = True,
+    check_engine: bool | None = None,
 ) -> StudySpec:
     """Validate a study given as a dict (the Python twin of :func:`load_spec`).
 
@@ -68,7 +74,8 @@ def spec_from_dict(
         create_pruner(spec)
         if check_entrypoint:
             load_entrypoint(spec.trial.entrypoint)
-        _check_engine_config(spec)
+        if check_entrypoint if check_engine is None else check_engine:
+            _check_engine_config(spec)
     except KeyError_ as e:
         raise SpecError(str(e), file=file, key=e.key, line=_line_of(yaml_root, e.key.split("."))) from None
     return spec

@@ -139,3 +139,16 @@ def test_spec_from_dict_is_the_python_twin() -> None:
         hpo.spec_from_dict(
             {"name": "p", "trial": {"entrypoint": "hpo.tasks.synthetic:quadratic"}, "search_space": {"x": {"type": "int", "low": 5, "high": 3}}}
         )
+
+
+def test_reading_a_study_file_for_its_results_skips_the_engine_check(write_study) -> None:
+    path = write_study({"trial": {"entrypoint": "hpo.tasks.synthetic:quadratic", "engine": {"zero_optimisation": {}}}})
+    with pytest.raises(hpo.SpecError, match="zero_optimisation"):
+        load_spec(path)  # what `hpo optimize` and `hpo validate` do
+    assert load_spec(path, check_entrypoint=False).name == "t"  # `hpo status`, `best`, `trials`
+    with pytest.raises(hpo.SpecError, match="zero_optimisation"):
+        load_spec(path, check_entrypoint=False, check_engine=True)  # `hpo submit`
+    # Without the engine check, reading a study file does not import torch (~2 s).
+    code = f"import sys; from hpo.spec import load_spec; load_spec({str(path)!r}, check_entrypoint=False); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
