@@ -205,11 +205,10 @@ def tell(
     ``study.tell`` would give them. ``reread=True`` (for trials that other processes wrote
     to, through Trial objects of their own) reads the trial back as ``study.tell`` does.
     """
+    told = values if state is TrialState.COMPLETE else None
     if _tell_with_warning is None or reread:
-        return study.tell(trial, values if state is TrialState.COMPLETE else None, state=state)
-    state, stored, _ = _tell_with_warning(
-        study=study, trial=trial, value_or_values=values if state is TrialState.COMPLETE else None, state=state
-    )
+        return study.tell(trial, told, state=state)
+    state, stored, _ = _tell_with_warning(study=study, trial=trial, value_or_values=told, state=state)
     frozen = copy.deepcopy(trial._cached_frozen_trial)  # noqa: SLF001 - see above
     frozen.state = state
     frozen.values = stored

@@ -24,11 +24,8 @@ from sqlalchemy.engine import make_url
 __all__ = ["StudyLock", "creation_lock", "study_lock"]
 
 _CREATE_KEY = zlib.crc32(b"hpo:create-schema") & 0x7FFFFFFF
-
-
-def _lock_engine(storage: optuna.storages.RDBStorage) -> sa.Engine:
-    """``storage``'s engine (and connection pool) with connections in autocommit mode."""
-    return storage.engine.execution_options(isolation_level="AUTOCOMMIT")
+_PG_LOCK, _PG_UNLOCK = "SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)"
+_MYSQL_LOCK, _MYSQL_UNLOCK = "SELECT GET_LOCK(:k, -1)", "SELECT RELEASE_LOCK(:k)"
 
 
 @contextmanager
@@ -45,11 +42,11 @@ def _flock(path: Path) -> Iterator[None]:
 @contextmanager
 def _advisory(conn: sa.Connection, key: int) -> Iterator[None]:
     """A PostgreSQL session advisory lock on ``conn`` for the block."""
-    conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+    conn.execute(sa.text(_PG_LOCK), {"k": key})
     try:
         yield
     finally:
-        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        conn.execute(sa.text(_PG_UNLOCK), {"k": key})
         conn.commit()
 
 
@@ -86,18 +83,19 @@ class StudyLock:
 
     def __init__(self, storage: optuna.storages.RDBStorage, study_name: str) -> None:
         url = make_url(storage.url)
-        self._backend = url.get_backend_name()
+        backend = url.get_backend_name()
         key = zlib.crc32(f"hpo:{study_name}".encode()) & 0x7FFFFFFF
         self._path: Path | None = None
-        if self._backend == "sqlite" and url.database and url.database != ":memory:":
+        if backend == "sqlite" and url.database and url.database != ":memory:":
             self._path = Path(url.database).expanduser().with_suffix(".hpo-lock")
-        statements = {
-            "postgresql": ("SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)", key),
-            "mysql": ("SELECT GET_LOCK(:k, -1)", "SELECT RELEASE_LOCK(:k)", f"hpo{key}"),
-            "mariadb": ("SELECT GET_LOCK(:k, -1)", "SELECT RELEASE_LOCK(:k)", f"hpo{key}"),
-        }.get(self._backend)
-        self._statements = statements
-        self._engine = _lock_engine(storage) if statements else None
+        self._statements = {
+            "postgresql": (_PG_LOCK, _PG_UNLOCK, key),
+            "mysql": (_MYSQL_LOCK, _MYSQL_UNLOCK, f"hpo{key}"),
+            "mariadb": (_MYSQL_LOCK, _MYSQL_UNLOCK, f"hpo{key}"),
+        }.get(backend)
+        self._engine: sa.Engine | None = None
+        if self._statements is not None:  # the storage's own pool, connections in autocommit mode
+            self._engine = storage.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._file: Any = None
         self._conn: sa.Connection | None = None
         self._guard = threading.Lock()  # one holder per process at a time
