@@ -72,10 +72,12 @@ class TrialContext:
             raise TrialDiverged(f"reported {value} at step {step}")
         if self._stopping is not None and self._stopping():
             raise TrialInterrupted("study interrupted")
+        if self._pending is not None and self._pending[0] <= int(step):
+            # Recorded just before the report it goes with: the pruner, which decides on that
+            # report, sees that the trial can be paused and resumed from this step.
+            self._record_checkpoint(*self._pending)
         prune = self._report is not None and self._report(value, int(step))
         self._last_reported = max(self._last_reported, int(step))
-        if self._pending is not None and self._pending[0] <= self._last_reported:
-            self._record_checkpoint(*self._pending)  # before a prune: a paused trial resumes from it
         if prune:
             raise TrialPruned(f"pruned at step {step} (value {value:.6g})")
 
@@ -100,8 +102,8 @@ class TrialContext:
     def save_checkpoint(self, eng: Any, step: int) -> Path | None:
         """Save ``eng``'s full state as this trial's checkpoint at ``step`` (call on every rank).
 
-        The checkpoint becomes the one a retry or promotion resumes from once the value
-        of ``step`` is reported (at once if it already is), so a continuation never lacks
+        The checkpoint becomes the one a retry or promotion resumes from when the value
+        of ``step`` is reported (at once if it already is), so a continuation does not lack
         a learning-curve point it skips. The ``keep_latest`` most recent recorded
         checkpoints of the trial are kept. Returns the path, or None when checkpointing is
         off for this study.

@@ -21,6 +21,7 @@ from hpo.execution._outcome import Outcome, TrialResult
 from hpo.execution._pool import ProcessExecutor
 from hpo.execution._resources import plan_slots
 from hpo.execution._resume import CHECKPOINT_ATTR, ERROR_ATTR, METRICS_ATTR, RESUME_ATTR, enqueue_continuation
+from hpo.execution._resume import PROMOTED, PROMOTED_AT_END
 from hpo.execution._retention import collect_checkpoints, trial_checkpoint_dir
 from hpo.execution._study import budget, fail_lost_trials, open_study, tell
 from hpo.reporting import Progress, make_progress
@@ -205,7 +206,7 @@ class _Loop:
                     return None
                 if b.finished:
                     # A promotion is no new trial: one the last trials made promotable still resumes.
-                    if not self._promote():
+                    if not self._promote(budget_spent=True):
                         return None
                     trial = self.study.ask()
                     self.maybe_continuation[trial.number] = True
@@ -219,11 +220,12 @@ class _Loop:
             self.stop.wait(1.0)
         return None
 
-    def _promote(self) -> bool:
+    def _promote(self, budget_spent: bool = False) -> bool:
         """Let a pruner that pauses trials resume one (it runs before any new trial)."""
-        pick = getattr(self.study.pruner, "next_promotion", None)
-        if pick is not None and (paused := pick(self.study)) is not None:
-            return enqueue_continuation(self.study, paused, reason="promoted", max_attempts=None, retry=False)
+        pick = getattr(self.study.pruner, "next_promotion", None)  # a hpo.pruning.PromotingPruner
+        if pick is not None and (paused := pick(self.study, budget_spent)) is not None:
+            reason = PROMOTED_AT_END if budget_spent else PROMOTED
+            return enqueue_continuation(self.study, paused, reason=reason, max_attempts=None, retry=False)
         return False
 
     def _grid_exhausted(self) -> bool:

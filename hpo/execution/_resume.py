@@ -17,6 +17,8 @@ from optuna.trial import FrozenTrial, TrialState
 __all__ = [
     "CHECKPOINT_ATTR",
     "CONTINUES_ATTR",
+    "PROMOTED",
+    "PROMOTED_AT_END",
     "ERROR_ATTR",
     "METRICS_ATTR",
     "PREVIOUS_ERRORS_ATTR",
@@ -30,6 +32,7 @@ METRICS_ATTR = "hpo:metrics"  # user attr: every metric a trial returned, when m
 CHECKPOINT_ATTR = "hpo:checkpoint"  # user attr of a trial: its latest {"step", "path"}
 RESUME_ATTR = "hpo:resume"  # system attr of a continuation: {"step", "path"} to load
 CONTINUES_ATTR = "hpo:continues"  # system attr of a continuation: {"trial", "reason"}
+PROMOTED, PROMOTED_AT_END = "promoted", "promoted after the budget"  # reasons of promotions
 PREVIOUS_ERRORS_ATTR = "hpo:previous_errors"
 
 

@@ -4,8 +4,11 @@ The promotion rule of ASHA (Li et al. 2020, "A System for Massively Parallel
 Hyperparameter Tuning", MLSys, Algorithm 2): a trial that reaches a rung goes on while it
 is in the top ``1 / reduction_factor`` of the trials that reached that rung; otherwise it
 is paused, and a paused trial is resumed as soon as later, worse trials have made it one of
-the top ``1 / reduction_factor`` of its rung. Optuna's ``SuccessiveHalvingPruner`` applies
-the same rule but stops the losers for good; see docs/PRUNING.md.
+the top ``1 / reduction_factor`` of its rung. A rung that fewer than ``reduction_factor``
+trials have reached promotes none (the paper's ``floor(n / eta)``) until the study's budget
+is spent; then its best goes on, so the study ends with trials trained to the end. Optuna's
+``SuccessiveHalvingPruner`` lets the best go on at once and stops the losers for good; see
+docs/PRUNING.md.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Iterable
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.execution import CONTINUES_ATTR, latest_checkpoint
+from hpo.execution import CONTINUES_ATTR, PROMOTED_AT_END, latest_checkpoint
 from hpo.pruning._base import PromotingPruner
 
 if TYPE_CHECKING:
@@ -44,9 +47,13 @@ class PromotingASHAPruner(PromotingPruner):
     the rungs are those that end before ``max_resource``, where every trial completes. When a
     trial's report reaches the end of a rung, it is compared with every trial that reached
     that rung (running, paused, completed or failed; a trial and its continuations count
-    once): it goes on if its value is among the best ``max(1, n // reduction_factor)`` of
-    those ``n`` values, and is paused (pruned) otherwise. A continuation is judged only at
-    rungs it reaches itself, never again at the rung it was promoted from.
+    once): it goes on if its value is among the best ``n // reduction_factor`` of those
+    ``n`` values, and is paused (pruned) otherwise. Once the study's budget is spent
+    (``next_promotion(study, budget_spent=True)``) the best ``max(1, n // reduction_factor)``
+    are promotable, and the trials then promoted are judged by that rule at later rungs too.
+    A trial without a checkpoint at the rung's step cannot be resumed, so it is judged by the
+    ``max(1, ...)`` rule at once, as Optuna's pruner does. A continuation is
+    judged only at rungs it reaches itself, never again at the rung it was promoted from.
 
     Args:
         max_resource: The last step of a trial (``trial.max_epochs``); never paused there.
@@ -103,13 +110,20 @@ class PromotingASHAPruner(PromotingPruner):
         view = _Trials(study.get_trials(deepcopy=False), trial)
         if view.is_duplicate(trial):
             return True
-        return not all(self._promotable(value, view.rung_values(r), study.direction) for r in crossed)
+        ck = latest_checkpoint(trial)
+        # Not resumable (stopping it would be for good), or promoted once no new trials come.
+        at_least_one = ck is None or ck[0] != step or _reason(trial) == PROMOTED_AT_END
+        return not all(
+            self._promotable(value, view.rung_values(r), study.direction, at_least_one) for r in crossed
+        )
 
-    def next_promotion(self, study: optuna.Study) -> FrozenTrial | None:
+    def next_promotion(self, study: optuna.Study, budget_spent: bool = False) -> FrozenTrial | None:
         """The paused trial that is now promotable at the highest rung, best value first.
 
         A candidate was paused at the end of a rung by this pruner (its last report ended
-        the rung), has a checkpoint at that step and has no continuation yet.
+        the rung), has a checkpoint at that step and has no continuation yet. With
+        ``budget_spent`` (no new trials will come) the best of a rung that fewer than
+        ``reduction_factor`` trials reached is promotable too.
         """
         if len(study.directions) != 1:
             return None
@@ -122,7 +136,7 @@ class PromotingASHAPruner(PromotingPruner):
                 t
                 for t in candidates
                 if (crossed := _crossed(t, self._rungs))[-1] == rung
-                and all(self._promotable(_value_at(t, r), values[r], direction) for r in crossed)
+                and all(self._promotable(_value_at(t, r), values[r], direction, budget_spent) for r in crossed)
             ]
             if ok:
                 sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
@@ -151,14 +165,26 @@ class PromotingASHAPruner(PromotingPruner):
         ck = latest_checkpoint(t)
         return ck is not None and ck[0] == t.last_step
 
-    def _promotable(self, value: float | None, competing: list[float], direction: StudyDirection) -> bool:
-        """Whether ``value`` is among the best ``max(1, n // eta)`` of ``competing`` (it included)."""
+    def _promotable(
+        self, value: float | None, competing: list[float], direction: StudyDirection, at_least_one: bool
+    ) -> bool:
+        """Whether ``value`` is among the best ``n // eta`` of ``competing`` (it included),
+        or the best ``max(1, n // eta)`` with ``at_least_one``."""
         if value is None or not competing:
             return False
-        slots = max(len(competing) // self._eta, 1)
+        slots = len(competing) // self._eta
+        if at_least_one:
+            slots = max(slots, 1)
+        if slots == 0:
+            return False
         maximize = direction == StudyDirection.MAXIMIZE
         bar = sorted(competing, reverse=maximize)[min(slots, len(competing)) - 1]
         return value >= bar if maximize else value <= bar
+
+
+def _reason(t: FrozenTrial) -> str | None:
+    mark = t.system_attrs.get(CONTINUES_ATTR)
+    return mark.get("reason") if isinstance(mark, dict) else None
 
 
 def _parent(t: FrozenTrial) -> int | None:

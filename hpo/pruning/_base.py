@@ -31,8 +31,12 @@ class PromotingPruner(BasePruner, abc.ABC):
     """
 
     @abc.abstractmethod
-    def next_promotion(self, study: optuna.Study) -> FrozenTrial | None:
-        """The paused trial to resume next, or None when no paused trial has earned it."""
+    def next_promotion(self, study: optuna.Study, budget_spent: bool = False) -> FrozenTrial | None:
+        """The paused trial to resume next, or None when no paused trial has earned it.
+
+        ``budget_spent``: the study starts no new trials any more, so no later results will
+        come to promote a paused trial; a pruner may then promote more leniently.
+        """
 
     @abc.abstractmethod
     def may_promote(self, study: optuna.Study, trial: FrozenTrial) -> bool:

@@ -16,7 +16,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 import hpo
-from hpo.execution import CHECKPOINT_ATTR, CONTINUES_ATTR, RESUME_ATTR
+from hpo.execution import CHECKPOINT_ATTR, CONTINUES_ATTR, PROMOTED, PROMOTED_AT_END, RESUME_ATTR
 from hpo.pruning import PromotingASHAPruner, create_pruner
 from hpo.reporting import Progress
 from hpo.tasks.synthetic import TRAINED_STEPS_FILE, curve_value
@@ -114,7 +114,6 @@ def test_asha_promote_needs_checkpoints_and_takes_max_resource_from_max_epochs(t
         ({"type": "percentile", "percentile": 25.0, "n_startup_trials": 1}, BAD),
         ({"type": "successive_halving", "min_resource": 1, "reduction_factor": 2}, BAD),
         ({"type": "asha", "min_resource": 2, "reduction_factor": 3}, BAD),
-        ({"type": "asha_promote", "min_resource": 1, "reduction_factor": 2}, BAD),
         ({"type": "threshold", "lower": 0.2}, BAD),
         ({"type": "wilcoxon", "p_threshold": 0.1}, BAD),
         # Improves a little, then falls: patience stops it once it has not improved for a step.
@@ -130,6 +129,24 @@ def test_each_pruner_stops_a_bad_trial_and_keeps_a_good_one(tmp_path, pruner, ba
     assert good.state == TrialState.COMPLETE and good.last_step == 8
     assert worse.state == TrialState.PRUNED and worse.last_step < 8
     assert _trained(tmp_path, worse.number) == list(range(1, worse.last_step + 1))
+
+
+def test_asha_promote_pauses_until_a_rung_fills_and_promotes_the_best_once_the_budget_is_spent(tmp_path) -> None:
+    """Rungs end at steps 1, 2 and 4 (eta 2, max 8)."""
+    spec = _spec(tmp_path, {"type": "asha_promote", "min_resource": 1, "reduction_factor": 2}, n_trials=3)
+    trials = _run(spec, GOOD, BAD, BAD)
+    # Alone at step 1 the good trial is paused (ASHA promotes floor(n / eta) of a rung's n
+    # trials); each bad one is paused there as the worse of the rung.
+    assert [(t.state, t.last_step) for t in trials[:3]] == [(TrialState.PRUNED, 1)] * 3
+    promoted, last = trials[3:]
+    # The second trial filled the rung: the good one resumed, and was paused alone at step 2.
+    assert promoted.system_attrs[CONTINUES_ATTR] == {"trial": 0, "reason": PROMOTED}
+    assert (promoted.state, promoted.last_step) == (TrialState.PRUNED, 2)
+    # With the budget spent no trial will come to fill that rung: the best of each goes on.
+    assert last.system_attrs[CONTINUES_ATTR] == {"trial": promoted.number, "reason": PROMOTED_AT_END}
+    assert (last.state, last.last_step) == (TrialState.COMPLETE, 8)
+    assert _trained(tmp_path, 0) == [1] and _trained(tmp_path, last.number) == list(range(3, 9))
+    assert all(_trained(tmp_path, n) == [1] for n in (1, 2))
 
 
 def test_no_pruner_runs_every_trial_to_the_end(tmp_path) -> None:
@@ -195,7 +212,11 @@ def test_concurrent_trials_are_judged_on_each_others_reports(tmp_path, kind) -> 
 
 
 def test_paused_trial_is_promoted_and_resumes_from_its_checkpoint(tmp_path) -> None:
-    """Rungs end at steps 2 and 4 (eta 2, max 8); a slow starter is paused, then promoted."""
+    """Rungs end at steps 2 and 4 (eta 2, max 8); a slow starter is paused, then promoted.
+
+    The fast starter is promoted first, from step 2 to step 4, where it waits for a second
+    trial; the slow one, promoted next, overtakes it there and goes on to the end.
+    """
     fast, slow = {"quality": 0.5, "tau": 1.0}, {"quality": 0.9, "tau": 4.0}
     bad1, bad2 = {"quality": 0.1, "tau": 1.0}, {"quality": 0.2, "tau": 1.0}
     spec = _spec(tmp_path, {"type": "asha_promote", "min_resource": 2, "reduction_factor": 2}, n_trials=5)
@@ -205,7 +226,7 @@ def test_paused_trial_is_promoted_and_resumes_from_its_checkpoint(tmp_path) -> N
     assert paused.user_attrs[CHECKPOINT_ATTR]["step"] == 2
     (cont,) = [t for t in trials if t.system_attrs.get(CONTINUES_ATTR, {}).get("trial") == paused.number]
     assert cont.system_attrs[CONTINUES_ATTR]["reason"] == "promoted"
-    assert cont.number == 4 and cont.params == paused.params
+    assert cont.number == 5 and cont.params == paused.params
     assert cont.system_attrs[RESUME_ATTR]["step"] == 2
     # Trained on from step 2 to the end, through the rung at step 4, not pruned again.
     assert cont.state == TrialState.COMPLETE and cont.last_step == 8
@@ -217,8 +238,11 @@ def test_paused_trial_is_promoted_and_resumes_from_its_checkpoint(tmp_path) -> N
     assert curve == [pytest.approx(curve_value(0.9, n, 4.0)) for n in range(1, 9)]
     assert all(a < b for a, b in zip(curve, curve[1:]))
     assert [paused.intermediate_values[s] for s in (1, 2)] == [cont.intermediate_values[s] for s in (1, 2)]
-    # The promotion did not count as a finished trial: 5 lineages, 6 trials.
-    assert len(trials) == 6 and [t.number for t in trials if CONTINUES_ATTR in t.system_attrs] == [4]
+    fast_cont = trials[4]
+    assert fast_cont.system_attrs[CONTINUES_ATTR]["trial"] == 0 and fast_cont.state == TrialState.PRUNED
+    assert fast_cont.last_step == 4 and fast_cont.intermediate_values[4] < cont.intermediate_values[4]
+    # Promotions do not count as finished trials: 5 lineages, 7 trials.
+    assert len(trials) == 7 and [t.number for t in trials if CONTINUES_ATTR in t.system_attrs] == [4, 5]
 
 
 def test_trials_curves_include_pruned_trials(tmp_path) -> None:
