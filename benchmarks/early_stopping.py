@@ -1,7 +1,9 @@
 """Early stopping on the built-in tasks: best validation score and epochs spent, per method.
 
-Every method runs the same number of trials of the same task and search space, once per
-seed, one trial at a time:
+Every method searches the same task and search space with the same compute budget, once per
+seed, one trial at a time. The budget is random search's: ``trials x max_epochs`` epochs, so a
+method that stops trials early runs more of them (``--same-trials`` gives every method the
+same number of trials instead):
 
     random          random search, no pruning (the reference)
     tpe             TPE, no pruning
@@ -14,11 +16,12 @@ seed, one trial at a time:
                     trial.report / trial.should_prune
 
 Epochs are what count (the machine may be shared); a continuation counts only the epochs
-it trained itself. "to target" is the number of epochs, in trial order, until a completed
-trial matched random search's final best of the same seed; its ratio is over the epochs
-random search needed for that best (the median over seeds; "inf" when not reached).
+it trained itself, and a trial that would end past the budget is not counted. "to target"
+is the number of epochs, in trial order, until a completed trial matched random search's
+final best of the same seed; its ratio is over the epochs random search needed for that
+best (the median over seeds; "inf" when not reached within the budget).
 
-    python benchmarks/early_stopping.py                         # both tasks, 5 seeds (~25 min)
+    python benchmarks/early_stopping.py                         # both tasks, 5 seeds (~30 min)
     python benchmarks/early_stopping.py --tasks digits --seeds 2 --trials 12
     python benchmarks/early_stopping.py --tasks digits --max-epochs 27   # three ASHA rungs
 """
@@ -112,6 +115,14 @@ class Run:
     values: list[float | None]
     seconds: float
 
+    def within(self, budget: float) -> Run:
+        """The trials, in order, that ended within ``budget`` epochs."""
+        n, spent = 0, 0
+        while n < len(self.epochs) and spent + self.epochs[n] <= budget:
+            spent += self.epochs[n]
+            n += 1
+        return Run(self.epochs[:n], self.values[:n], self.seconds)
+
     def best(self, maximize: bool) -> float:
         done = [v for v in self.values if v is not None]
         return (max if maximize else min)(done) if done else math.nan
@@ -148,17 +159,29 @@ def _trained_epochs(t: optuna.trial.FrozenTrial, resumed_at: int) -> int:
     return sum(1 for s in t.intermediate_values if s > resumed_at)
 
 
-def run_hpo(task: Task, method: str, seed: int, root: Path, trials: int) -> Run:
-    spec = _spec(task, method, seed, root, trials)
-    t0 = time.perf_counter()
-    study = hpo.optimize(spec, progress=Progress())
-    seconds = time.perf_counter() - t0
+def _run_of(trials: list[optuna.trial.FrozenTrial], seconds: float) -> Run:
     epochs, values = [], []
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         resume = t.system_attrs.get(RESUME_ATTR) or {}
         epochs.append(_trained_epochs(t, int(resume.get("step", 0))))
         values.append(t.value if t.state == optuna.trial.TrialState.COMPLETE else None)
     return Run(epochs, values, seconds)
+
+
+def run_hpo(task: Task, method: str, seed: int, root: Path, trials: int, budget: float | None) -> Run:
+    """Run ``trials`` trials, then more until the study has spent ``budget`` epochs (None: no more)."""
+    spec = _spec(task, method, seed, root, trials)
+    t0 = time.perf_counter()
+    n = trials
+    while True:
+        study = hpo.optimize(spec, n_trials=n, progress=Progress())
+        run = _run_of(study.get_trials(deepcopy=False), time.perf_counter() - t0)
+        spent = sum(run.epochs)
+        if budget is None or spent >= budget:
+            return run if budget is None else run.within(budget)
+        # More trials (lineages: continuations do not count), sized by what one has cost so far.
+        lineages = sum(1 for t in study.get_trials(deepcopy=False) if RESUME_ATTR not in t.system_attrs)
+        n += max(1, math.ceil((budget - spent) / max(spent / max(lineages, 1), 1.0)))
 
 
 class _OptunaChannel:
@@ -178,8 +201,8 @@ class _OptunaChannel:
         return False
 
 
-def run_optuna(task: Task, seed: int, root: Path, trials: int) -> Run:
-    """Optuna's recommended pairing, TPE + Hyperband, with ``study.optimize``."""
+def run_optuna(task: Task, seed: int, root: Path, trials: int, budget: float | None) -> Run:
+    """Optuna's recommended pairing, TPE + Hyperband, with ``study.optimize``, until ``budget`` epochs."""
     spec = _spec(task, "tpe", seed, root, trials)  # for the search space and metric only
     study = optuna.create_study(
         storage=f"sqlite:///{root / 'optuna.db'}",
@@ -206,15 +229,15 @@ def run_optuna(task: Task, seed: int, root: Path, trials: int) -> Run:
         )
         return float(fn(context_for(job, _OptunaChannel(trial)))[task.metric])
 
+    def stop_at_budget(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
+        done = study.get_trials(deepcopy=False)
+        if len(done) >= trials and (budget is None or sum(_trained_epochs(t, 0) for t in done) >= budget):
+            study.stop()
+
     t0 = time.perf_counter()
-    study.optimize(objective, n_trials=trials)
-    seconds = time.perf_counter() - t0
-    done = optuna.trial.TrialState.COMPLETE
-    return Run(
-        [_trained_epochs(t, 0) for t in study.trials],
-        [t.value if t.state == done else None for t in study.trials],
-        seconds,
-    )
+    study.optimize(objective, callbacks=[stop_at_budget])
+    run = _run_of(study.get_trials(deepcopy=False), time.perf_counter() - t0)
+    return run if budget is None else run.within(budget)
 
 
 def _fmt(x: float, digits: int = 4) -> str:
@@ -227,12 +250,12 @@ def report(task_name: str, task: Task, runs: dict[str, list[Run]], methods: list
     targets = [r.best(maximize) for r in runs["random"]]
     reference = [r.epochs_to(t, maximize) for r, t in zip(runs["random"], targets)]
     print(f"\n{task_name}: {task.metric} ({task.direction}), ", end="")
-    print(f"{task.trials} trials x {MAX_EPOCHS} epochs, {seeds} seeds")
+    print(f"random search: {task.trials} trials x {MAX_EPOCHS} epochs, {seeds} seeds")
     print(
-        f"| method | best {task.metric} (mean +- sd) | epochs (mean) | reached target "
+        f"| method | best {task.metric} (mean +- sd) | trials (mean) | epochs (mean) | reached target "
         "| epochs to target (median) | ratio to random (median) | ratio per seed | s/study |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for m in methods:
         rs = runs[m]
         bests = [r.best(maximize) for r in rs]
@@ -241,6 +264,7 @@ def report(task_name: str, task: Task, runs: dict[str, list[Run]], methods: list
         sd = statistics.stdev(bests) if len(bests) > 1 else 0.0
         print(
             f"| {m} | {_fmt(statistics.mean(bests))} +- {_fmt(sd)} "
+            f"| {statistics.mean(len(r.epochs) for r in rs):.0f} "
             f"| {statistics.mean(sum(r.epochs) for r in rs):.0f} "
             f"| {sum(not math.isinf(x) for x in to)}/{seeds} | {_fmt(statistics.median(to), 0)} "
             f"| {_fmt(statistics.median(ratios), 2)}x | {' '.join(_fmt(x, 2) for x in ratios)} "
@@ -257,6 +281,7 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--trials", type=int, help="trials per study (default: 30 digits, 16 char_lm)")
     ap.add_argument("--methods", default=",".join(PRUNERS), help="comma-separated; random is always run")
+    ap.add_argument("--same-trials", action="store_true", help="every method runs --trials trials (default: the same epochs)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     args = ap.parse_args()
     MAX_EPOCHS = args.max_epochs
@@ -272,12 +297,13 @@ def main() -> None:
         runs: dict[str, list[Run]] = {m: [] for m in methods}
         with tempfile.TemporaryDirectory() as tmp:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
+                budget = None if args.same_trials else task.trials * MAX_EPOCHS
                 for m in methods:
                     root = Path(tmp)
                     if m == "optuna":
-                        r = run_optuna(task, seed, root, task.trials)
+                        r = run_optuna(task, seed, root, task.trials, budget)
                     else:
-                        r = run_hpo(task, m, seed, root, task.trials)
+                        r = run_hpo(task, m, seed, root, task.trials, budget)
                     runs[m].append(r)
                     print(
                         f"{name} seed {seed} {m:<14} best {_fmt(r.best(task.direction == 'maximize'))} "
