@@ -174,13 +174,13 @@ def run_hpo(task: Task, method: str, seed: int, root: Path, trials: int, budget:
     t0 = time.perf_counter()
     n = trials
     while True:
-        study = hpo.optimize(spec, n_trials=n, progress=Progress())
-        run = _run_of(study.get_trials(deepcopy=False), time.perf_counter() - t0)
+        trials = hpo.optimize(spec, n_trials=n, progress=Progress()).get_trials(deepcopy=False)
+        run = _run_of(trials, time.perf_counter() - t0)
         spent = sum(run.epochs)
         if budget is None or spent >= budget:
             return run if budget is None else run.within(budget)
         # More trials (lineages: continuations do not count), sized by what one has cost so far.
-        lineages = sum(1 for t in study.get_trials(deepcopy=False) if RESUME_ATTR not in t.system_attrs)
+        lineages = sum(1 for t in trials if RESUME_ATTR not in t.system_attrs)
         n += max(1, math.ceil((budget - spent) / max(spent / max(lineages, 1), 1.0)))
 
 

@@ -110,9 +110,8 @@ class PromotingASHAPruner(PromotingPruner):
         view = _Trials(study.get_trials(deepcopy=False), trial)
         if view.is_duplicate(trial):
             return True
-        ck = latest_checkpoint(trial)
         # Not resumable (stopping it would be for good), or promoted once no new trials come.
-        at_least_one = ck is None or ck[0] != step or _reason(trial) == PROMOTED_AT_END
+        at_least_one = not _saved_at_last_step(trial) or _continues(trial).get("reason") == PROMOTED_AT_END
         return not all(
             self._promotable(value, view.rung_values(r), study.direction, at_least_one) for r in crossed
         )
@@ -162,8 +161,7 @@ class PromotingASHAPruner(PromotingPruner):
             return False
         if math.isnan(t.intermediate_values[t.last_step]):
             return False
-        ck = latest_checkpoint(t)
-        return ck is not None and ck[0] == t.last_step
+        return _saved_at_last_step(t)
 
     def _promotable(
         self, value: float | None, competing: list[float], direction: StudyDirection, at_least_one: bool
@@ -174,22 +172,29 @@ class PromotingASHAPruner(PromotingPruner):
             return False
         slots = len(competing) // self._eta
         if at_least_one:
-            slots = max(slots, 1)
+            slots = max(slots, 1)  # <= len(competing), which is not empty
         if slots == 0:
             return False
         maximize = direction == StudyDirection.MAXIMIZE
-        bar = sorted(competing, reverse=maximize)[min(slots, len(competing)) - 1]
+        bar = sorted(competing, reverse=maximize)[slots - 1]
         return value >= bar if maximize else value <= bar
 
 
-def _reason(t: FrozenTrial) -> str | None:
+def _saved_at_last_step(t: FrozenTrial) -> bool:
+    """Whether ``t``'s latest checkpoint is at its last reported step (it can resume there)."""
+    ck = latest_checkpoint(t)
+    return ck is not None and ck[0] == t.last_step
+
+
+def _continues(t: FrozenTrial) -> dict:
+    """``t``'s continuation mark, ``{"trial", "reason"}``; empty for a trial that continues none."""
     mark = t.system_attrs.get(CONTINUES_ATTR)
-    return mark.get("reason") if isinstance(mark, dict) else None
+    return mark if isinstance(mark, dict) else {}
 
 
 def _parent(t: FrozenTrial) -> int | None:
-    mark = t.system_attrs.get(CONTINUES_ATTR)
-    return int(mark["trial"]) if isinstance(mark, dict) and "trial" in mark else None
+    mark = _continues(t)
+    return int(mark["trial"]) if "trial" in mark else None
 
 
 def _crossed(t: FrozenTrial, rungs: Iterable[int]) -> list[int]:
