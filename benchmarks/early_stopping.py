@@ -19,7 +19,8 @@ Epochs are what count (the machine may be shared); a continuation counts only th
 it trained itself, and a trial that would end past the budget is not counted. "to target"
 is the number of epochs, in trial order, until a completed trial matched random search's
 final best of the same seed; its ratio is over the epochs random search needed for that
-best (the median over seeds; "inf" when not reached within the budget).
+best (the median over seeds; "inf" when not reached within the budget), and its share of
+random's budget is over all the epochs random search spent.
 
     python benchmarks/early_stopping.py                         # both tasks, 5 seeds (~30 min)
     python benchmarks/early_stopping.py --tasks digits --seeds 2 --trials 12
@@ -253,14 +254,16 @@ def report(task_name: str, task: Task, runs: dict[str, list[Run]], methods: list
     print(f"random search: {task.trials} trials x {MAX_EPOCHS} epochs, {seeds} seeds")
     print(
         f"| method | best {task.metric} (mean +- sd) | trials (mean) | epochs (mean) | reached target "
-        "| epochs to target (median) | ratio to random (median) | ratio per seed | s/study |"
+        "| epochs to target (median) | ratio to random (median) | ratio per seed | of random's budget (median) "
+        "| s/study |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for m in methods:
         rs = runs[m]
         bests = [r.best(maximize) for r in rs]
         to = [r.epochs_to(t, maximize) for r, t in zip(rs, targets)]
         ratios = [a / b for a, b in zip(to, reference)]
+        shares = [a / sum(r.epochs) for a, r in zip(to, runs["random"])]
         sd = statistics.stdev(bests) if len(bests) > 1 else 0.0
         print(
             f"| {m} | {_fmt(statistics.mean(bests))} +- {_fmt(sd)} "
@@ -268,6 +271,7 @@ def report(task_name: str, task: Task, runs: dict[str, list[Run]], methods: list
             f"| {statistics.mean(sum(r.epochs) for r in rs):.0f} "
             f"| {sum(not math.isinf(x) for x in to)}/{seeds} | {_fmt(statistics.median(to), 0)} "
             f"| {_fmt(statistics.median(ratios), 2)}x | {' '.join(_fmt(x, 2) for x in ratios)} "
+            f"| {_fmt(statistics.median(shares), 2)}x "
             f"| {statistics.mean(r.seconds for r in rs):.0f} |"
         )
 
@@ -278,6 +282,7 @@ def main() -> None:
     ap.add_argument("--tasks", default="digits,char_lm", help="comma-separated: digits, char_lm")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--max-epochs", type=int, default=MAX_EPOCHS, help="epochs of a full trial (rungs at 1, 3, 9, ...)")
+    ap.add_argument("--min-resource", type=int, default=ASHA["min_resource"], help="epochs of the first rung")
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--trials", type=int, help="trials per study (default: 30 digits, 16 char_lm)")
     ap.add_argument("--methods", default=",".join(PRUNERS), help="comma-separated; random is always run")
@@ -285,6 +290,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     args = ap.parse_args()
     MAX_EPOCHS = args.max_epochs
+    ASHA["min_resource"] = args.min_resource
+    for pruner in PRUNERS.values():
+        if pruner is not None and "min_resource" in pruner:
+            pruner["min_resource"] = args.min_resource
     import torch
 
     torch.set_num_threads(args.threads)
