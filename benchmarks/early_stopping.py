@@ -11,6 +11,7 @@ same number of trials instead):
     tpe+sha         TPE + Optuna's SuccessiveHalvingPruner (asha: stopped trials stay stopped)
     tpe+asha        TPE + asha_promote (paused trials resume from their checkpoints)
     tpe+hyperband   TPE + HyperbandPruner
+    random+asha     random search + asha_promote (the sampler's share of tpe+asha; not run by default)
     optuna          plain Optuna, TPESampler + HyperbandPruner with study.optimize, calling
                     the same task function through a TrialContext whose report() calls
                     trial.report / trial.should_prune
@@ -20,7 +21,11 @@ it trained itself, and a trial that would end past the budget is not counted. "t
 is the number of epochs, in trial order, until a completed trial matched random search's
 final best of the same seed; its ratio is over the epochs random search needed for that
 best (the median over seeds; "inf" when not reached within the budget), and its share of
-random's budget is over all the epochs random search spent.
+random's budget is over all the epochs random search spent. The mean curve averages the
+best value so far over the seeds, epoch by epoch: its columns give the first epoch at which
+it matched random search's mean final best, and the ratio to the epoch at which random
+search's own mean curve got there (the seeds' noise averages out instead of setting the
+target).
 
     python benchmarks/early_stopping.py                         # both tasks, 5 seeds (~30 min)
     python benchmarks/early_stopping.py --tasks digits --seeds 2 --trials 12
@@ -58,6 +63,7 @@ PRUNERS: dict[str, dict[str, Any] | None] = {
     "tpe+sha": {"type": "asha", **ASHA},
     "tpe+asha": {"type": "asha_promote", **ASHA},
     "tpe+hyperband": {"type": "hyperband", **ASHA},
+    "random+asha": {"type": "asha_promote", **ASHA},
     "optuna": None,
 }
 
@@ -110,11 +116,12 @@ TASKS = {
 
 @dataclass(frozen=True)
 class Run:
-    """One study's outcome: per trial, in order, its epochs and its final value (None: not complete)."""
+    """One study's outcome: per trial, in order, its epochs, final value (None: not complete) and curve."""
 
     epochs: list[int]
     values: list[float | None]
     seconds: float
+    curves: list[dict[int, float]]
 
     def within(self, budget: float) -> Run:
         """The trials, in order, that ended within ``budget`` epochs."""
@@ -122,7 +129,7 @@ class Run:
         while n < len(self.epochs) and spent + self.epochs[n] <= budget:
             spent += self.epochs[n]
             n += 1
-        return Run(self.epochs[:n], self.values[:n], self.seconds)
+        return Run(self.epochs[:n], self.values[:n], self.seconds, self.curves[:n])
 
     def best(self, maximize: bool) -> float:
         done = [v for v in self.values if v is not None]
@@ -145,7 +152,7 @@ def _spec(task: Task, method: str, seed: int, root: Path, trials: int) -> hpo.St
             "storage": f"sqlite:///{root / 'studies.db'}",
             "direction": task.direction,
             "metric": task.metric,
-            "sampler": {"type": "random", "seed": seed} if method == "random" else {**TPE, "seed": seed},
+            "sampler": {"type": "random", "seed": seed} if method.startswith("random") else {**TPE, "seed": seed},
             "pruner": PRUNERS[method] or {"type": "none"},
             "n_trials": trials,
             "run_dir": str(root / f"{method}-{seed}"),
@@ -166,7 +173,7 @@ def _run_of(trials: list[optuna.trial.FrozenTrial], seconds: float) -> Run:
         resume = t.system_attrs.get(RESUME_ATTR) or {}
         epochs.append(_trained_epochs(t, int(resume.get("step", 0))))
         values.append(t.value if t.state == optuna.trial.TrialState.COMPLETE else None)
-    return Run(epochs, values, seconds)
+    return Run(epochs, values, seconds, [dict(t.intermediate_values) for t in trials])
 
 
 def run_hpo(task: Task, method: str, seed: int, root: Path, trials: int, budget: float | None) -> Run:
@@ -241,8 +248,53 @@ def run_optuna(task: Task, seed: int, root: Path, trials: int, budget: float | N
     return run if budget is None else run.within(budget)
 
 
+def mean_curve_epochs(runs: list[Run], target: float, maximize: bool) -> float:
+    """The first epoch at which the mean over seeds of the best value so far matched ``target``.
+
+    Each seed's best so far is that of the trials that ended by that epoch; the mean exists
+    from the epoch by which every seed has completed a trial (inf: never within the budget).
+    """
+    ends = []
+    for r in runs:
+        spent, best, steps = 0, None, []
+        for e, v in zip(r.epochs, r.values):
+            spent += e
+            if v is not None and (best is None or (v > best if maximize else v < best)):
+                best = v
+                steps.append((spent, best))
+        ends.append(steps)
+    for epoch in sorted({spent for steps in ends for spent, _ in steps}):
+        now = [[b for spent, b in steps if spent <= epoch] for steps in ends]
+        if all(now):
+            mean = statistics.mean(b[-1] for b in now)
+            if (mean >= target if maximize else mean <= target) or math.isclose(mean, target, rel_tol=1e-12):
+                return float(epoch)
+    return math.inf
+
+
 def _fmt(x: float, digits: int = 4) -> str:
     return "inf" if math.isinf(x) else ("nan" if math.isnan(x) else f"{x:.{digits}f}")
+
+
+def rung_agreement(runs: list[Run]) -> dict[int, float]:
+    """Per rung epoch: Spearman's rho between random search's trials' values there and their final
+    values (every one of them trains to the end), the mean over seeds. Near 1, a rung keeps the
+    trials that end best; low, early stopping keeps the wrong ones."""
+    from scipy.stats import spearmanr
+
+    rungs, step = [], ASHA["min_resource"]
+    while step < MAX_EPOCHS:
+        rungs.append(step)
+        step *= ASHA["reduction_factor"]
+    out = {}
+    for k in rungs:
+        rhos = []
+        for r in runs:
+            pairs = [(c[k], c[MAX_EPOCHS]) for c in r.curves if k in c and MAX_EPOCHS in c]
+            if len(pairs) > 2:
+                rhos.append(float(spearmanr(*zip(*pairs)).statistic))
+        out[k] = statistics.mean(rhos) if rhos else math.nan
+    return out
 
 
 def report(task_name: str, task: Task, runs: dict[str, list[Run]], methods: list[str]) -> None:
@@ -250,14 +302,16 @@ def report(task_name: str, task: Task, runs: dict[str, list[Run]], methods: list
     seeds = len(runs["random"])
     targets = [r.best(maximize) for r in runs["random"]]
     reference = [r.epochs_to(t, maximize) for r, t in zip(runs["random"], targets)]
+    mean_target = statistics.mean(targets)
+    mean_reference = mean_curve_epochs(runs["random"], mean_target, maximize)
     print(f"\n{task_name}: {task.metric} ({task.direction}), ", end="")
     print(f"random search: {task.trials} trials x {MAX_EPOCHS} epochs, {seeds} seeds")
     print(
         f"| method | best {task.metric} (mean +- sd) | trials (mean) | epochs (mean) | reached target "
         "| epochs to target (median) | ratio to random (median) | ratio per seed | of random's budget (median) "
-        "| s/study |"
+        "| mean curve: epochs to random's mean best | ratio to random | s/study |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for m in methods:
         rs = runs[m]
         bests = [r.best(maximize) for r in rs]
@@ -272,8 +326,12 @@ def report(task_name: str, task: Task, runs: dict[str, list[Run]], methods: list
             f"| {sum(not math.isinf(x) for x in to)}/{seeds} | {_fmt(statistics.median(to), 0)} "
             f"| {_fmt(statistics.median(ratios), 2)}x | {' '.join(_fmt(x, 2) for x in ratios)} "
             f"| {_fmt(statistics.median(shares), 2)}x "
+            f"| {_fmt(mean_curve_epochs(rs, mean_target, maximize), 0)} "
+            f"| {_fmt(mean_curve_epochs(rs, mean_target, maximize) / mean_reference, 2)}x "
             f"| {statistics.mean(r.seconds for r in rs):.0f} |"
         )
+    agreement = ", ".join(f"epoch {k}: {rho:.2f}" for k, rho in rung_agreement(runs["random"]).items())
+    print(f"rank agreement of random search's trials at the rungs with their final {task.metric} (Spearman): {agreement}")
 
 
 def main() -> None:
@@ -285,7 +343,8 @@ def main() -> None:
     ap.add_argument("--min-resource", type=int, default=ASHA["min_resource"], help="epochs of the first rung")
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--trials", type=int, help="trials per study (default: 30 digits, 16 char_lm)")
-    ap.add_argument("--methods", default=",".join(PRUNERS), help="comma-separated; random is always run")
+    ap.add_argument("--methods", default=",".join(m for m in PRUNERS if m != "random+asha"),
+                    help="comma-separated; random is always run")
     ap.add_argument("--same-trials", action="store_true", help="every method runs --trials trials (default: the same epochs)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     args = ap.parse_args()

@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from hpo._options import construct
+from hpo.sampling._lineage import LineageSampler
 from hpo.spec._space import grid_search_space
 
 if TYPE_CHECKING:
     from hpo.spec import StudySpec
 
 __all__ = ["create_sampler"]
+
 
 class _GridSampler(optuna.samplers.GridSampler):
     """Optuna's grid sampler without its ``study.stop()`` call, which only works inside
@@ -32,6 +34,10 @@ _SAMPLERS: dict[str, Any] = {
     "nsgaii": optuna.samplers.NSGAIISampler,
     "bruteforce": optuna.samplers.BruteForceSampler,
 }
+
+
+# Samplers whose proposals depend on the values of past trials.
+_LEARNING = frozenset({"tpe", "cmaes", "gp", "nsgaii"})
 
 
 def create_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
@@ -59,4 +65,7 @@ def create_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
             from hpo.spec._model import KeyError_
 
             raise KeyError_(f"sampler.{key}", f"must be a non-negative integer (got {value!r})")
-    return construct(_SAMPLERS[s.type], s.options, "sampler", fixed)
+    sampler = construct(_SAMPLERS[s.type], s.options, "sampler", fixed)
+    if s.type in _LEARNING and spec.pruner.type == "asha_promote":
+        return LineageSampler(sampler)  # continuations of paused trials must not count twice
+    return sampler

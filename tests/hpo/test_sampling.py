@@ -1,9 +1,17 @@
-"""Sampling: seeded studies are reproducible; conditional and grid spaces sample as declared."""
+"""Sampling: seeded studies are reproducible; conditional and grid spaces sample as declared;
+learning samplers see one trial per lineage of promotions."""
 
 from __future__ import annotations
 
+import optuna
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
 import hpo
+from hpo.execution import CONTINUES_ATTR, PROMOTED
 from hpo.reporting import Progress
+from hpo.sampling import create_sampler
+from hpo.sampling._lineage import LineageSampler
 
 
 def _params(write_study, tmp_path, sampler: dict, name: str, n: int = 12) -> list[dict]:
@@ -70,3 +78,51 @@ def test_grid_sampler_visits_every_point_once(write_study) -> None:
     study = hpo.optimize(spec, progress=Progress())
     points = sorted((t.params["x"], t.params["y"]) for t in study.trials)
     assert points == [(0.0, 1), (0.0, 2), (0.5, 1), (0.5, 2), (1.0, 1), (1.0, 2)]
+
+
+class _Recorder(optuna.samplers.RandomSampler):
+    """Records the trials a sampler is shown when it asks the study for finished ones."""
+
+    seen: list[int] = []
+
+    def sample_independent(self, study, trial, param_name, param_distribution):  # type: ignore[no-untyped-def]
+        done = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=True)
+        type(self).seen = [t.number for t in done]
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+
+def _trial(number: int, state: TrialState, continues: int | None = None) -> optuna.trial.FrozenTrial:
+    attrs = {} if continues is None else {CONTINUES_ATTR: {"trial": continues, "reason": PROMOTED}}
+    return optuna.trial.create_trial(
+        state=state,
+        value=float(number) if state == TrialState.COMPLETE else None,
+        params={"x": 0.1 * number},
+        distributions={"x": FloatDistribution(0.0, 1.0)},
+        intermediate_values={1: float(number)},
+        system_attrs=attrs,
+    )
+
+
+def test_a_learning_sampler_sees_only_the_latest_trial_of_each_promoted_lineage() -> None:
+    """Trial 0 was paused and promoted into trial 2 (done); trial 1 was promoted into 3 (running)."""
+    study = optuna.create_study(sampler=LineageSampler(_Recorder()))
+    for t in (_trial(0, TrialState.PRUNED), _trial(1, TrialState.PRUNED), _trial(2, TrialState.COMPLETE, continues=0)):
+        study.add_trial(t)
+    study.enqueue_trial({"x": 0.1}, user_attrs={})
+    running = study.ask()
+    study._storage.set_trial_system_attr(running._trial_id, CONTINUES_ATTR, {"trial": 1, "reason": PROMOTED})
+    study.ask().suggest_float("x", 0.0, 1.0)
+    # 0 is continued by a finished trial: left out. 1's continuation still runs: 1 holds what is known.
+    assert _Recorder.seen == [1, 2]
+    assert len(study.get_trials()) == 5  # the study itself is untouched
+
+
+def test_only_learning_samplers_under_asha_promote_are_wrapped(write_study) -> None:
+    def sampler(sampler: dict, pruner: dict) -> optuna.samplers.BaseSampler:
+        return create_sampler(hpo.load_spec(write_study({"sampler": sampler, "pruner": pruner})))
+
+    promote = {"type": "asha_promote", "min_resource": 1, "reduction_factor": 3}
+    assert isinstance(sampler({"type": "tpe"}, promote), LineageSampler)
+    assert isinstance(sampler({"type": "tpe"}, promote).base, optuna.samplers.TPESampler)
+    assert isinstance(sampler({"type": "tpe"}, {"type": "asha"}), optuna.samplers.TPESampler)
+    assert isinstance(sampler({"type": "random"}, promote), optuna.samplers.RandomSampler)
