@@ -305,7 +305,7 @@ def report(task_name: str, task: Task, runs: dict[str, list[Run]], methods: list
     mean_target = statistics.mean(targets)
     mean_reference = mean_curve_epochs(runs["random"], mean_target, maximize)
     print(f"\n{task_name}: {task.metric} ({task.direction}), ", end="")
-    print(f"random search: {task.trials} trials x {MAX_EPOCHS} epochs, {seeds} seeds")
+    print(f"random search: {task.trials} trials x {MAX_EPOCHS} epochs, {seeds} seeds\n")
     print(
         f"| method | best {task.metric} (mean +- sd) | trials (mean) | epochs (mean) | reached target "
         "| epochs to target (median) | ratio to random (median) | ratio per seed | of random's budget (median) "
@@ -331,7 +331,7 @@ def report(task_name: str, task: Task, runs: dict[str, list[Run]], methods: list
             f"| {statistics.mean(r.seconds for r in rs):.0f} |"
         )
     agreement = ", ".join(f"epoch {k}: {rho:.2f}" for k, rho in rung_agreement(runs["random"]).items())
-    print(f"rank agreement of random search's trials at the rungs with their final {task.metric} (Spearman): {agreement}")
+    print(f"\nrank agreement of random search's trials at the rungs with their final {task.metric} (Spearman): {agreement}")
 
 
 def main() -> None:
