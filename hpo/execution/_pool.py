@@ -96,6 +96,7 @@ class _Gang:
         """Wait until every rank has joined the process group (or one has died)."""
         deadline = time.monotonic() + START_TIMEOUT_S
         pending = set(range(len(self.procs)))
+        died: set[int] = set()
         while pending:
             ready = wait([self.conns[r] for r in pending] + [self.procs[r].sentinel for r in pending], timeout=1.0)
             for r in sorted(pending):
@@ -121,6 +122,7 @@ class _Gang:
         failure: tuple[int, str] | None = None
         fail_deadline: float | None = None
         pending = set(range(len(self.procs)))
+        died: set[int] = set()
         while pending:
             if fail_deadline is not None and time.monotonic() > fail_deadline:
                 break
@@ -147,8 +149,11 @@ class _Gang:
                 if proc.sentinel in ready or not proc.is_alive():
                     proc.kill()  # reaps it
                     pending.discard(r)
-                    if failure is None:
+                    if failure is None or failure[0] not in died:
+                        # A death is the cause; a peer's error from its broken collective, even
+                        # when read first, is only its consequence.
                         failure = (r, f"worker process died (exit code {proc.exitcode})")
+                    died.add(r)
                     fail_deadline = time.monotonic()  # the others cannot finish their collectives
         if pending or len(results) < len(self.procs):
             self.healthy = False  # a rank died or hangs: its process group cannot be trusted

@@ -16,6 +16,7 @@ import hpo
 from hpo.execution import ERROR_ATTR
 from hpo.execution._resources import plan_slots
 from hpo.reporting import Progress
+from tests.hpo._signals import default_sigint
 
 OBJ = "tests.hpo._objectives"
 
@@ -166,6 +167,7 @@ def test_ctrl_c_ends_trials_requeues_them_and_leaves_no_workers(write_study, tmp
     proc = subprocess.Popen(
         [sys.executable, "-m", "hpo.cli", "optimize", str(path)],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=default_sigint,
     )
     pid_files = [tmp_path / "runs" / "trial_0" / f"pid_{r}" for r in (0, 1)]
     deadline = time.monotonic() + 90

@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 import hpo
 from hpo.execution import ERROR_ATTR
 from hpo.reporting import Progress
+from tests.hpo._signals import default_sigint
 
 try:
     import ray
@@ -304,7 +305,7 @@ def test_ctrl_c_ends_ray_trials_requeues_them_and_leaves_no_actors(
         "trial": {"entrypoint": f"{OBJ}:slow_with_pid_file", "resources": {"workers": 2}},
     })
     proc = subprocess.Popen([sys.executable, "-m", "hpo.cli", "optimize", str(path)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     pid_files = [tmp_path / "runs" / "trial_0" / f"pid_{r}" for r in (0, 1)]
     deadline = time.monotonic() + 90
     while not all(p.exists() for p in pid_files) and time.monotonic() < deadline and proc.poll() is None:
