@@ -43,6 +43,8 @@ START_TIMEOUT_S = 120.0
 PG_TIMEOUT_S = 300.0
 # How long `close` lets running trials end (at their next report, once the study stops).
 CLOSE_WAIT_S = 30.0
+# Attempts at a Ray Client (ray://) connection whose server failed to start.
+CLIENT_TRIES = 3
 
 _RankActor = ray.remote(RankActor)
 
@@ -66,12 +68,19 @@ def connect(address: str) -> bool:
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address == "local":
         options["include_dashboard"] = False
-    try:
-        ray.init(address=address, **options)
-    except Exception as e:  # noqa: BLE001 - Ray raises many kinds; each means "no cluster there"
-        ray.shutdown()  # a failed init can leave half of Ray's global state behind
-        text = str(e).strip()[-2000:] or type(e).__name__
-        raise HpoError(f"cannot connect to the Ray cluster at {address!r}: {text}") from None
+    # Ray Client's proxy starts a server process per connection and can fail while doing so
+    # ("Initialization failure from server"); a second try gets a fresh one.
+    tries = CLIENT_TRIES if address.startswith("ray://") else 1
+    for attempt in range(1, tries + 1):
+        try:
+            ray.init(address=address, **options)
+            return True
+        except Exception as e:  # noqa: BLE001 - Ray raises many kinds; each means "no cluster there"
+            ray.shutdown()  # a failed init can leave half of Ray's global state behind
+            text = str(e).strip()[-2000:] or type(e).__name__
+            if attempt == tries or "Initialization failure from server" not in text:
+                raise HpoError(f"cannot connect to the Ray cluster at {address!r}: {text}") from None
+            time.sleep(attempt)
     return True
 
 

@@ -421,3 +421,33 @@ def test_executor_flags_override_the_study_file(write_study) -> None:
             "trial": {"entrypoint": "hpo.tasks.synthetic:quadratic"},
             "executor": {"cpus_per_worker": 2},
         })
+
+
+def test_a_ray_client_connection_is_tried_again_when_its_server_fails_to_start(monkeypatch) -> None:
+    import ray
+
+    from hpo.exceptions import HpoError
+    from hpo.execution import _ray
+
+    calls: list[str] = []
+
+    def init(address: str, **_: object) -> None:
+        calls.append(address)
+        if len(calls) == 1:
+            raise ConnectionError("Initialization failure from server: ZombieProcess")
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(_ray.time, "sleep", lambda s: None)
+    assert _ray.connect("ray://127.0.0.1:1") is True and len(calls) == 2
+    calls.clear()
+
+    def refused(address: str, **_: object) -> None:
+        calls.append(address)
+        raise ConnectionError("refused")
+
+    monkeypatch.setattr(ray, "init", refused)
+    with pytest.raises(HpoError, match="refused"):
+        _ray.connect("ray://127.0.0.1:1")  # any other error is final at once
+    assert len(calls) == 1
