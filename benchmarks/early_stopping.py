@@ -48,6 +48,7 @@ import optuna
 
 import hpo
 from hpo.execution import RESUME_ATTR, TrialJob, apply_engine_params, context_for
+from hpo.pruning import rung_steps
 from hpo.reporting import Progress
 from hpo.spec import sample_params
 
@@ -282,12 +283,8 @@ def rung_agreement(runs: list[Run]) -> dict[int, float]:
     trials that end best; low, early stopping keeps the wrong ones."""
     from scipy.stats import spearmanr
 
-    rungs, step = [], ASHA["min_resource"]
-    while step < MAX_EPOCHS:
-        rungs.append(step)
-        step *= ASHA["reduction_factor"]
     out = {}
-    for k in rungs:
+    for k in rung_steps(MAX_EPOCHS, ASHA["min_resource"], ASHA["reduction_factor"], 0):
         rhos = []
         for r in runs:
             pairs = [(c[k], c[MAX_EPOCHS]) for c in r.curves if k in c and MAX_EPOCHS in c]
@@ -318,6 +315,7 @@ def report(task_name: str, task: Task, runs: dict[str, list[Run]], methods: list
         to = [r.epochs_to(t, maximize) for r, t in zip(rs, targets)]
         ratios = [a / b for a, b in zip(to, reference)]
         shares = [a / sum(r.epochs) for a, r in zip(to, runs["random"])]
+        mean_to = mean_curve_epochs(rs, mean_target, maximize)
         sd = statistics.stdev(bests) if len(bests) > 1 else 0.0
         print(
             f"| {m} | {_fmt(statistics.mean(bests))} +- {_fmt(sd)} "
@@ -326,8 +324,7 @@ def report(task_name: str, task: Task, runs: dict[str, list[Run]], methods: list
             f"| {sum(not math.isinf(x) for x in to)}/{seeds} | {_fmt(statistics.median(to), 0)} "
             f"| {_fmt(statistics.median(ratios), 2)}x | {' '.join(_fmt(x, 2) for x in ratios)} "
             f"| {_fmt(statistics.median(shares), 2)}x "
-            f"| {_fmt(mean_curve_epochs(rs, mean_target, maximize), 0)} "
-            f"| {_fmt(mean_curve_epochs(rs, mean_target, maximize) / mean_reference, 2)}x "
+            f"| {_fmt(mean_to, 0)} | {_fmt(mean_to / mean_reference, 2)}x "
             f"| {statistics.mean(r.seconds for r in rs):.0f} |"
         )
     agreement = ", ".join(f"epoch {k}: {rho:.2f}" for k, rho in rung_agreement(runs["random"]).items())

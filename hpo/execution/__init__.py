@@ -15,6 +15,8 @@ from hpo.execution._resume import (
     PROMOTED,
     PROMOTED_AT_END,
     RESUME_ATTR,
+    continuation_mark,
+    continued_trial,
     enqueue_continuation,
     latest_checkpoint,
 )
@@ -43,6 +45,8 @@ __all__ = [
     "budget",
     "classify",
     "context_for",
+    "continuation_mark",
+    "continued_trial",
     "enqueue_continuation",
     "latest_checkpoint",
     "load_study",

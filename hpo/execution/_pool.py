@@ -96,7 +96,6 @@ class _Gang:
         """Wait until every rank has joined the process group (or one has died)."""
         deadline = time.monotonic() + START_TIMEOUT_S
         pending = set(range(len(self.procs)))
-        died: set[int] = set()
         while pending:
             ready = wait([self.conns[r] for r in pending] + [self.procs[r].sentinel for r in pending], timeout=1.0)
             for r in sorted(pending):

@@ -74,7 +74,7 @@ def connect(address: str) -> bool:
     for attempt in range(1, tries + 1):
         try:
             ray.init(address=address, **options)
-            return True
+            break
         except Exception as e:  # noqa: BLE001 - Ray raises many kinds; each means "no cluster there"
             ray.shutdown()  # a failed init can leave half of Ray's global state behind
             text = str(e).strip()[-2000:] or type(e).__name__

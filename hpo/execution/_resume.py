@@ -23,6 +23,8 @@ __all__ = [
     "METRICS_ATTR",
     "PREVIOUS_ERRORS_ATTR",
     "RESUME_ATTR",
+    "continuation_mark",
+    "continued_trial",
     "enqueue_continuation",
     "latest_checkpoint",
 ]
@@ -34,6 +36,18 @@ RESUME_ATTR = "hpo:resume"  # system attr of a continuation: {"step", "path"} to
 CONTINUES_ATTR = "hpo:continues"  # system attr of a continuation: {"trial", "reason"}
 PROMOTED, PROMOTED_AT_END = "promoted", "promoted after the budget"  # reasons of promotions
 PREVIOUS_ERRORS_ATTR = "hpo:previous_errors"
+
+
+def continuation_mark(t: FrozenTrial) -> dict:
+    """``t``'s continuation mark, ``{"trial", "reason"}``; empty for a trial that continues none."""
+    mark = t.system_attrs.get(CONTINUES_ATTR)
+    return mark if isinstance(mark, dict) else {}
+
+
+def continued_trial(t: FrozenTrial) -> int | None:
+    """The number of the trial ``t`` continues, if any."""
+    mark = continuation_mark(t)
+    return int(mark["trial"]) if "trial" in mark else None
 
 
 def latest_checkpoint(trial: FrozenTrial) -> tuple[int, str] | None:

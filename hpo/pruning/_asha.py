@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Iterable
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.execution import CONTINUES_ATTR, PROMOTED_AT_END, latest_checkpoint
+from hpo.execution import PROMOTED_AT_END, continuation_mark, continued_trial, latest_checkpoint
 from hpo.pruning._base import PromotingPruner
 
 if TYPE_CHECKING:
@@ -105,13 +105,13 @@ class PromotingASHAPruner(PromotingPruner):
         if math.isnan(value):
             return True
         crossed = _crossed(trial, self._rungs)
-        if not crossed and _parent(trial) is None:
+        if not crossed and continued_trial(trial) is None:
             return False
         view = _Trials(study.get_trials(deepcopy=False), trial)
         if view.is_duplicate(trial):
             return True
         # Not resumable (stopping it would be for good), or promoted once no new trials come.
-        at_least_one = not _saved_at_last_step(trial) or _continues(trial).get("reason") == PROMOTED_AT_END
+        at_least_one = not _saved_at_last_step(trial) or continuation_mark(trial).get("reason") == PROMOTED_AT_END
         return not all(
             self._promotable(value, view.rung_values(r), study.direction, at_least_one) for r in crossed
         )
@@ -186,17 +186,6 @@ def _saved_at_last_step(t: FrozenTrial) -> bool:
     return ck is not None and ck[0] == t.last_step
 
 
-def _continues(t: FrozenTrial) -> dict:
-    """``t``'s continuation mark, ``{"trial", "reason"}``; empty for a trial that continues none."""
-    mark = t.system_attrs.get(CONTINUES_ATTR)
-    return mark if isinstance(mark, dict) else {}
-
-
-def _parent(t: FrozenTrial) -> int | None:
-    mark = _continues(t)
-    return int(mark["trial"]) if "trial" in mark else None
-
-
 def _crossed(t: FrozenTrial, rungs: Iterable[int]) -> list[int]:
     """The rung ends that ``t``'s latest report reached (past the step before it)."""
     step = t.last_step
@@ -223,19 +212,19 @@ class _Trials:
         self._by_number = by_number
         self._first_child: dict[int, int] = {}
         for t in self.trials:
-            if (p := _parent(t)) is not None:
+            if (p := continued_trial(t)) is not None:
                 self._first_child.setdefault(p, t.number)
         self.continued = set(self._first_child)
 
     def is_duplicate(self, t: FrozenTrial) -> bool:
         """Whether ``t`` continues a trial that an earlier trial already continues."""
-        p = _parent(t)
+        p = continued_trial(t)
         return p is not None and self._first_child.get(p, t.number) != t.number
 
     def _root(self, t: FrozenTrial) -> int:
         n = t.number
         for _ in range(len(self.trials)):  # bounded: chains cannot loop, but data can be odd
-            p = _parent(self._by_number[n])
+            p = continued_trial(self._by_number[n])
             if p is None or p not in self._by_number:
                 break
             n = p

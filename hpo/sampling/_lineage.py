@@ -19,7 +19,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.execution._resume import CONTINUES_ATTR
+from hpo.execution._resume import continued_trial
 
 __all__ = ["LineageSampler", "latest_of_lineages"]
 
@@ -30,9 +30,7 @@ def latest_of_lineages(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     A continuation still waiting or running (when ``trials`` leaves those states out) does
     not hide the trial it continues: until it ends, that trial holds what is known.
     """
-    continued = {
-        int(c["trial"]) for t in trials if isinstance(c := t.system_attrs.get(CONTINUES_ATTR), dict) and "trial" in c
-    }
+    continued = {n for t in trials if (n := continued_trial(t)) is not None}
     return [t for t in trials if t.number not in continued] if continued else list(trials)
 
 
