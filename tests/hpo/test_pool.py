@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import hpo
 from hpo.execution import ERROR_ATTR
 from hpo.execution._resources import plan_slots
 from hpo.reporting import Progress
-from tests.hpo._signals import default_sigint
+from tests.hpo._signals import interrupt_once_started
 
 OBJ = "tests.hpo._objectives"
 
@@ -164,19 +163,10 @@ def test_ctrl_c_ends_trials_requeues_them_and_leaves_no_workers(write_study, tmp
         }
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hpo.cli", "optimize", str(path)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=default_sigint,
-    )
     pid_files = [tmp_path / "runs" / "trial_0" / f"pid_{r}" for r in (0, 1)]
-    deadline = time.monotonic() + 90
-    while not all(p.exists() for p in pid_files) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    code, err = interrupt_once_started([sys.executable, "-m", "hpo.cli", "optimize", str(path)], pid_files,
+                                       cwd=tmp_path, env=env)
+    assert code == 130, err
     for p in pid_files:
         with pytest.raises(ProcessLookupError):
             os.kill(int(p.read_text()), 0)

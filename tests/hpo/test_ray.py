@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 import hpo
 from hpo.execution import ERROR_ATTR
 from hpo.reporting import Progress
-from tests.hpo._signals import default_sigint
+from tests.hpo._signals import interrupt_once_started
 
 try:
     import ray
@@ -304,16 +304,9 @@ def test_ctrl_c_ends_ray_trials_requeues_them_and_leaves_no_actors(
         "executor": {"type": "ray", "address": cluster.gcs},
         "trial": {"entrypoint": f"{OBJ}:slow_with_pid_file", "resources": {"workers": 2}},
     })
-    proc = subprocess.Popen([sys.executable, "-m", "hpo.cli", "optimize", str(path)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     pid_files = [tmp_path / "runs" / "trial_0" / f"pid_{r}" for r in (0, 1)]
-    deadline = time.monotonic() + 90
-    while not all(p.exists() for p in pid_files) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    code, err = interrupt_once_started([sys.executable, "-m", "hpo.cli", "optimize", str(path)], pid_files, cwd=REPO)
+    assert code == 130, err
     assert _states(hpo.load_study("ray-interrupt", postgres_url)) == [TrialState.FAIL, TrialState.WAITING]
     alive, deadline = [int(p.read_text()) for p in pid_files], time.monotonic() + 20
     while alive and time.monotonic() < deadline:
