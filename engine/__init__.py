@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from engine.config import ConfigWarning, EngineConfig, parse_config
 from engine.engine import Engine, init_model, initialize
-from engine.errors import ConfigError, LaunchError
+from engine.errors import CheckpointError, ConfigError, LaunchError
 from engine.launch import DistInfo, distributed_init, launch
 from engine.metrics import Metrics
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "ConfigWarning",
     "DistInfo",

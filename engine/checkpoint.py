@@ -14,7 +14,9 @@ Tensors are saved in their global (unsharded) layout, so a checkpoint written by
 loads on M ranks with any ZeRO stage. Saving writes ``<path>.tmp`` and renames it to
 ``<path>`` once every rank has finished; an existing ``<path>`` is moved to ``<path>.old``
 for the instant of the swap and then removed, so a crash leaves either the old or the new
-complete checkpoint, never a partial one under ``<path>``.
+complete checkpoint, never a partial one under ``<path>`` (a crash between the two renames
+leaves only ``<path>.old``: loading reads it, and the next save first moves it back).
+A checkpoint is checked before loading changes anything (see :func:`load_checkpoint`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from engine.errors import CheckpointError
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
 
@@ -136,6 +140,8 @@ def save_checkpoint(
     rank = dist.get_rank() if dist.is_initialized() else 0
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)  # left by a save that crashed
+        if _complete(path) == old:  # a crash between the swap's renames: put the old one back
+            os.replace(old, path)
         (tmp / "rng").mkdir(parents=True)
     _barrier()
     model_sd, optim_sd = get_state_dict(model, optimizer)
@@ -161,45 +167,93 @@ def save_checkpoint(
     _barrier()
 
 
+def _complete(path: Path) -> Path:
+    """``path``, or ``<path>.old`` when a crash between the swap's two renames left only that."""
+    old = path.with_name(path.name + ".old")
+    if not (path / _STATE_FILE).is_file() and (old / _STATE_FILE).is_file():
+        return old
+    return path
+
+
+def _check_data_files(path: Path) -> None:
+    """Every byte range the DCP metadata points at exists: a missing or short data file is
+    found before any tensor is overwritten."""
+    try:
+        metadata = dcp.FileSystemReader(path).read_metadata()
+    except Exception as e:  # noqa: BLE001 - any unreadable metadata means the same
+        raise CheckpointError(f"checkpoint {str(path)!r}: unreadable DCP metadata ({e})") from None
+    ends: dict[str, int] = {}
+    for info in metadata.storage_data.values():
+        ends[info.relative_path] = max(ends.get(info.relative_path, 0), info.offset + info.length)
+    for name, end in sorted(ends.items()):
+        file = path / name
+        size = file.stat().st_size if file.is_file() else -1
+        if size < end:
+            found = "missing" if size < 0 else f"{size} bytes, {end} expected"
+            raise CheckpointError(f"checkpoint {str(path)!r}: data file {name} is incomplete ({found})")
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], *, model: nn.Module, optimizer: torch.optim.Optimizer
 ) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` at any world size.
 
     Model and optimizer are restored in place (resharded to the current layout); this
-    rank's RNG state is restored when the checkpoint has one for this rank.
+    rank's RNG state is restored when the checkpoint has one for this rank. Everything
+    that can be checked without reading the tensors is checked first (files, sizes,
+    tensor keys, the RNG file), so a bad checkpoint is refused with nothing changed.
 
     Returns:
         The ``extra`` dict given at save time.
 
     Raises:
-        FileNotFoundError: ``path`` is not a complete checkpoint.
-        ValueError: The checkpoint's tensors do not match the model/optimizer.
+        CheckpointError: ``path`` is not a complete checkpoint of this model and
+            optimizer; model, optimizer and RNG are unchanged.
+        RuntimeError: Reading the tensor data failed part-way (an I/O error); the model
+            and optimizer are then partly loaded and must not be trained on.
     """
-    path = Path(path)
+    path = _complete(Path(path))
     state_file = path / _STATE_FILE
     if not state_file.is_file():
-        raise FileNotFoundError(f"{str(path)!r} is not a checkpoint: {_STATE_FILE} is missing")
-    document = json.loads(state_file.read_text())
-    if document.get("format") != _FORMAT:
-        raise ValueError(f"checkpoint format {document.get('format')!r} is not {_FORMAT}")
-    model_sd, optim_sd = get_state_dict(model, optimizer)
+        raise CheckpointError(f"{str(path)!r} is not a checkpoint: {_STATE_FILE} is missing")
+    try:
+        document = json.loads(state_file.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {str(path)!r}: unreadable {_STATE_FILE} ({e})") from None
+    if not isinstance(document, dict) or document.get("format") != _FORMAT:
+        raise CheckpointError(f"checkpoint {str(path)!r}: format is not {_FORMAT}")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    rng_file = path / "rng" / f"rank_{rank}.pt"
+    rng = None
+    if rng_file.is_file():
+        try:
+            rng = torch.load(rng_file, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - weights_only refusals and corrupt files alike
+            raise CheckpointError(f"checkpoint {str(path)!r}: unreadable {rng_file.name} ({e})") from None
+    _check_data_files(path)
+    fresh_optimizer = not optimizer.state
+    model_sd, optim_sd = get_state_dict(model, optimizer)  # gives a fresh optimizer its state
     current: dict[str, torch.Tensor] = {}
     _split_tensors({"model": model_sd, "optim": optim_sd}, "", current)
-    saved = _tensor_keys(document["state"])
+    saved = _tensor_keys(document.get("state"))
     if saved != set(current):
+        if fresh_optimizer:
+            optimizer.state.clear()  # as it was: no step taken
         only_saved = sorted(saved - set(current))[:5]
         only_current = sorted(set(current) - saved)[:5]
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {str(path)!r} does not match the model/optimizer: only in checkpoint {only_saved}, "
             f"only in the current model/optimizer {only_current}"
         )
-    with _dcp_context() as no_dist:
-        dcp.load(current, checkpoint_id=path, no_dist=no_dist)
-    state = _join_tensors(document["state"], current)
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    rng_file = path / "rng" / f"rank_{rank}.pt"
-    if rng_file.is_file():
-        _set_rng_state(torch.load(rng_file, weights_only=True))
+    try:
+        with _dcp_context() as no_dist:
+            dcp.load(current, checkpoint_id=path, no_dist=no_dist)
+        state = _join_tensors(document["state"], current)
+        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    except BaseException as e:  # DCP's CheckpointException is a BaseException
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise RuntimeError(f"checkpoint {str(path)!r}: loading failed part-way, the model is partly loaded: {e}") from e
+    if rng is not None:
+        _set_rng_state(rng)
     return document["extra"]

@@ -29,9 +29,12 @@ class ShardedLoader:
     Each iteration is one epoch. The order depends only on ``seed`` and the epoch number
     (which advances at every new iteration), never on the global RNG, so resumed runs see
     the same batches. With ``drop_last=True`` (the default) the dataset is first trimmed
-    so every rank gets the same number of samples, and a last micro-batch smaller than
-    the micro batch size is dropped; otherwise samples are padded by repetition across
-    ranks (``DistributedSampler``) and the last micro-batch may be short.
+    so every rank gets the same number of samples, a last micro-batch smaller than the
+    micro batch size is dropped, and so are the last micro-batches that would not fill a
+    whole window of ``accumulation_steps``: an epoch ends at an optimizer step, where a
+    checkpoint can be saved. Otherwise samples are padded by repetition across ranks
+    (``DistributedSampler``), the last micro-batch may be short and an epoch may end inside
+    an accumulation window.
     """
 
     def __init__(
@@ -39,6 +42,7 @@ class ShardedLoader:
         dataset: Dataset[Any],
         *,
         micro_batch_size: int,
+        accumulation_steps: int = 1,
         dp_rank: int,
         dp_size: int,
         device: torch.device,
@@ -53,6 +57,7 @@ class ShardedLoader:
         )
         self.device = device
         self.epoch = 0
+        self.accumulation_steps = accumulation_steps if drop_last else 1
         self.loader = DataLoader(
             dataset,
             batch_size=micro_batch_size,
@@ -65,7 +70,7 @@ class ShardedLoader:
 
     def __len__(self) -> int:
         """Micro-batches per epoch on this rank."""
-        return len(self.loader)
+        return len(self.loader) - len(self.loader) % self.accumulation_steps
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration epoch ``epoch`` (e.g. after resuming)."""
@@ -74,5 +79,5 @@ class ShardedLoader:
     def __iter__(self) -> Iterator[Any]:
         self.sampler.set_epoch(self.epoch)
         self.epoch += 1
-        for batch in self.loader:
+        for _, batch in zip(range(len(self)), self.loader, strict=False):
             yield to_device(batch, self.device)

@@ -171,7 +171,7 @@ class Engine:
             self.precision.unscale_(local_grads(params))
         found_inf = False
         if self.config.gradient_clipping > 0 or self.precision.checks_overflow:
-            self.last_grad_norm = global_grad_norm(params)
+            self.last_grad_norm = global_grad_norm(params, self.device)
             if self.precision.checks_overflow:
                 found_inf = not bool(torch.isfinite(self.last_grad_norm))  # host sync
             if self.config.gradient_clipping > 0 and not found_inf:
@@ -207,7 +207,8 @@ class Engine:
         peers of a data-parallel rank read the same batches.
         """
         return ShardedLoader(
-            dataset, micro_batch_size=self.micro_batch_size, dp_rank=self.dp_rank, dp_size=self.dims.dp,
+            dataset, micro_batch_size=self.micro_batch_size, accumulation_steps=self.gradient_accumulation_steps,
+            dp_rank=self.dp_rank, dp_size=self.dims.dp,
             device=self.device, shuffle=shuffle, seed=seed, drop_last=drop_last,
             num_workers=num_workers, collate_fn=collate_fn,
         )
@@ -263,7 +264,8 @@ class Engine:
         extra = ckpt.load_checkpoint(path, model=self.module, optimizer=self.optimizer)
         self.global_step = int(extra["global_step"])
         self.skipped_steps = int(extra["skipped_steps"])
-        self.micro_step = int(extra["micro_step"])
+        # Saved at a boundary; the accumulation count may differ here (another world size).
+        self.micro_step = self.global_step * self.gradient_accumulation_steps
         if self.scheduler is not None and extra["scheduler"] is not None:
             self.scheduler.load_state_dict(extra["scheduler"])
         self.precision.load_state_dict(extra["precision"])

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "LaunchError"]
+__all__ = ["CheckpointError", "ConfigError", "LaunchError"]
 
 
 class ConfigError(ValueError):
     """A training config is invalid, inconsistent or asks for something unsupported.
 
     The message names the offending key (as a dotted path) and the values involved.
+    """
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be loaded: missing, incomplete, unreadable or for another model.
+
+    Raised before anything is changed: the model, optimizer and RNG state are as they were.
     """
 
 

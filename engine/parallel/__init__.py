@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
@@ -81,13 +82,29 @@ class ParallelDims:
         return cls(dp=world_size // tp, tp=tp, world_size=world_size)
 
 
+# Meshes built in this process, with the default process group they were built over. A
+# 2-D mesh creates process groups (NCCL communicators, with their GPU buffers) that nothing
+# frees, so a worker process that trains one model after another reuses its mesh.
+_meshes: dict[tuple[str, int, int], tuple[object, DeviceMesh]] = {}
+
+
 def build_mesh(dims: ParallelDims, device_type: str) -> DeviceMesh | None:
-    """A ``("dp",)`` or ``("dp", "tp")`` mesh over all ranks; None for a single rank."""
+    """A ``("dp",)`` or ``("dp", "tp")`` mesh over all ranks; None for a single rank.
+
+    The same layout asked for again over the same default process group gets the same mesh.
+    """
     if dims.world_size == 1:
         return None
+    key, world = (device_type, dims.dp, dims.tp), dist.group.WORLD
+    cached = _meshes.get(key)
+    if cached is not None and cached[0] is world:
+        return cached[1]
     if dims.tp == 1:
-        return init_device_mesh(device_type, (dims.dp,), mesh_dim_names=("dp",))
-    return init_device_mesh(device_type, (dims.dp, dims.tp), mesh_dim_names=("dp", "tp"))
+        mesh = init_device_mesh(device_type, (dims.dp,), mesh_dim_names=("dp",))
+    else:
+        mesh = init_device_mesh(device_type, (dims.dp, dims.tp), mesh_dim_names=("dp", "tp"))
+    _meshes[key] = (world, mesh)
+    return mesh
 
 
 def uses_fsdp(config: ParallelConfig, dims: ParallelDims) -> bool:

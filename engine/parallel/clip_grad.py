@@ -44,15 +44,18 @@ def _replicas(grad: torch.Tensor, world_size: int) -> int:
     return world_size // sharded
 
 
-def global_grad_norm(parameters: Iterable[nn.Parameter]) -> torch.Tensor:
-    """The L2 norm of all gradients over all ranks, as a 0-dim fp32 tensor.
+def global_grad_norm(parameters: Iterable[nn.Parameter], device: torch.device | None = None) -> torch.Tensor:
+    """The L2 norm of all gradients over all ranks, as a 0-dim fp32 tensor on ``device``.
 
     Non-finite if any rank has a non-finite gradient. Collective when a process group
-    exists: every rank must call it.
+    exists: every rank must call it, and ``device`` must be one the backend reduces on (a
+    rank without gradients otherwise has nothing to take the device from; default: the
+    first gradient's, else the CPU).
     """
     world_size = dist.get_world_size() if dist.is_initialized() else 1
     grads = [p.grad for p in parameters if p.grad is not None]
-    device = grads[0].device if grads else torch.device("cpu")
+    if device is None:
+        device = grads[0].device if grads else torch.device("cpu")
     total = torch.zeros((), dtype=torch.float32, device=device)
     by_replicas: dict[int, list[torch.Tensor]] = {}
     for grad in grads:

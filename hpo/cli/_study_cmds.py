@@ -7,7 +7,7 @@ import json
 import sys
 
 from hpo.cli._common import EXIT_OK, EXIT_STUDY, add_command, resolve_study, study_ref
-from hpo.exceptions import HpoError
+from hpo.exceptions import HpoError, SpecError
 
 __all__ = ["register"]
 
@@ -19,15 +19,22 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     from hpo.spec import load_spec
 
     spec = with_executor(load_spec(args.spec), args.executor, args.address)
-    study = optimize(
-        spec,
-        n_trials=args.n_trials,
-        storage=args.storage,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        reuse_workers=False if args.no_reuse else None,
-        progress=make_progress(quiet=args.quiet),
-    )
+    try:
+        study = optimize(
+            spec,
+            n_trials=args.n_trials,
+            storage=args.storage,
+            concurrency=args.concurrency,
+            timeout=args.timeout,
+            reuse_workers=False if args.no_reuse else None,
+            progress=make_progress(quiet=args.quiet),
+        )
+    except SpecError as e:
+        if e.file is not None or (e.key or "").startswith("--"):
+            raise
+        if e.key == "storage" and args.storage is not None:
+            raise SpecError(e.message, key="--storage") from None
+        raise SpecError(e.message, file=args.spec, key=e.key) from None  # what the study file says is refused
     from optuna.trial import TrialState
 
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):

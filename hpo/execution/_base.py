@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,7 +36,6 @@ class TrialJob:
     keep_latest: int = 1
     resume_from: Path | None = None
     start_step: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class TrialChannel(Protocol):

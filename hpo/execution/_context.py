@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from hpo.exceptions import HpoError, TrialPruned
 
-__all__ = ["TrialContext", "TrialDiverged", "TrialInterrupted"]
+__all__ = ["TrialContext", "TrialDiverged", "TrialInterrupted", "settle_interruption"]
 
 
 class TrialInterrupted(HpoError):
@@ -58,6 +58,7 @@ class TrialContext:
     _last_reported: int = field(default=-1, repr=False)
     _report: Callable[[float, int], bool] | None = field(default=None, repr=False)
     _stopping: Callable[[], bool] | None = field(default=None, repr=False)
+    _interrupted: bool = field(default=False, repr=False)
 
     def report(self, value: float, step: int) -> None:
         """Record an intermediate value of the study's (first) metric at ``step``.
@@ -65,13 +66,12 @@ class TrialContext:
         Raises:
             TrialPruned: The pruner decided to stop this trial; let it propagate.
             TrialDiverged: ``value`` is NaN or infinite; the trial is marked failed.
-            TrialInterrupted: The study is being stopped.
+            TrialInterrupted: The study is being stopped (not at step ``max_epochs``: after its
+                last report a trial returns its result).
         """
         value = float(value)
         if not math.isfinite(value):
             raise TrialDiverged(f"reported {value} at step {step}")
-        if self._stopping is not None and self._stopping():
-            raise TrialInterrupted("study interrupted")
         if self._pending is not None and self._pending[0] <= int(step):
             # Recorded just before the report it goes with: the pruner, which decides on that
             # report, sees that the trial can be paused and resumed from this step.
@@ -80,20 +80,31 @@ class TrialContext:
         self._last_reported = max(self._last_reported, int(step))
         if prune:
             raise TrialPruned(f"pruned at step {step} (value {value:.6g})")
+        if int(step) < self.max_epochs and self.should_stop():
+            # After the report, so that a continuation resumes from this step. After the last
+            # report the trial has only its result left to return: that is worth more.
+            raise self._interrupt()
+
+    def _interrupt(self) -> TrialInterrupted:
+        self._interrupted = True  # seen by the worker even if the trial function swallows it
+        return TrialInterrupted("study interrupted")
 
     def resume(self, eng: Any) -> int:
         """Load :attr:`resume_from` into ``eng`` (every rank); return the step to continue after.
 
-        A checkpoint that does not load (corrupt, truncated, from another model) is reported
-        on stderr and the trial starts from scratch: step 0.
+        A checkpoint the engine refuses before changing anything (missing, truncated,
+        corrupt, from another model: ``engine.errors.CheckpointError``) is reported on
+        stderr and the trial starts from scratch: step 0. A load that fails part-way
+        raises, and the trial fails. The step returned can be ``max_epochs``: the trial
+        resumed was stopped after its last report, and only its final evaluation remains.
         """
+        from engine.errors import CheckpointError
+
         if self.resume_from is None:
             return 0
         try:
             eng.load_checkpoint(self.resume_from)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as e:  # noqa: BLE001 - DCP's CheckpointException is a BaseException
+        except CheckpointError as e:
             print(f"hpo: trial {self.number}: checkpoint {self.resume_from} unusable ({e}); starting from scratch", file=sys.stderr)
             return 0
         self._last_reported = self.start_step  # the curve up to here came with the continuation
@@ -131,3 +142,17 @@ class TrialContext:
     def should_stop(self) -> bool:
         """Whether the study is stopping; long steps without reports can poll this."""
         return bool(self._stopping and self._stopping())
+
+
+def settle_interruption(ctx: TrialContext, exc: BaseException | None, stopping: bool) -> BaseException | None:
+    """The exception a trial's outcome is classified by, once the study may be stopping.
+
+    A trial told to stop that returned anyway (it caught :class:`TrialInterrupted`) was
+    interrupted, and so was one that failed while the study was stopping (its peers were
+    stopped); a trial that returned unaware of a stop, after its last report, completed.
+    """
+    if isinstance(exc, TrialInterrupted):
+        return exc
+    if ctx._interrupted or (stopping and exc is not None):  # noqa: SLF001 - same module
+        return TrialInterrupted("study interrupted")
+    return exc

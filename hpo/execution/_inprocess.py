@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from hpo.execution._base import Executor, TrialChannel, TrialJob
-from hpo.execution._context import TrialContext
+from hpo.execution._context import TrialContext, settle_interruption
 from hpo.execution._outcome import TrialResult, classify
 from hpo.spec import load_entrypoint
 
@@ -30,7 +30,7 @@ class InProcessExecutor(Executor):
             returned = fn(ctx)
         except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - classify decides
             exc = e
-        return classify(returned, exc, job.metric_names)
+        return classify(returned, settle_interruption(ctx, exc, channel.stopping()), job.metric_names)
 
 
 def context_for(

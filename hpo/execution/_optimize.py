@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.exceptions import SpecError
 from hpo.execution._base import Executor, TrialChannel, TrialJob
@@ -23,10 +23,10 @@ from hpo.execution._resources import plan_slots
 from hpo.execution._resume import CHECKPOINT_ATTR, ERROR_ATTR, METRICS_ATTR, RESUME_ATTR, enqueue_continuation
 from hpo.execution._resume import PROMOTED, PROMOTED_AT_END
 from hpo.execution._retention import collect_checkpoints, trial_checkpoint_dir
-from hpo.execution._study import budget, fail_lost_trials, open_study, tell
+from hpo.execution._study import budget, fail_lost_trials, open_study, report, tell
 from hpo.reporting import Progress, make_progress
-from hpo.spec import StudySpec, sample_params
-from hpo.storage import StudyLock
+from hpo.spec import StudySpec, sample_params, spec_from_dict
+from hpo.storage import StudyLock, study_lock
 
 __all__ = ["optimize"]
 
@@ -112,9 +112,11 @@ def _override(spec: StudySpec, **changes: Any) -> StudySpec:
                 node = node[p]
             node[leaf] = value
     try:
-        return StudySpec.model_validate(data)
-    except ValueError as e:
-        raise SpecError(str(e).splitlines()[-1].strip(), key=",".join(k for k, v in changes.items() if v is not None)) from None
+        return spec_from_dict(data, check_entrypoint=False, check_engine=False)
+    except SpecError as e:
+        # The overrides come from flags (--n-trials ...): name the flag.
+        flag = f"--{e.key.replace('_', '-')}" if e.key in changes else e.key
+        raise SpecError(e.message, key=flag) from None
 
 
 def apply_engine_params(engine: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -187,7 +189,8 @@ class _Loop:
             self.heartbeats.close()
             self.study_lock.close()
         if self.spec.checkpoints.enabled:
-            collect_checkpoints(self.study, self.ckpt_root, self.spec.checkpoints.keep.best)
+            with study_lock(self.storage, self.spec.name):
+                collect_checkpoints(self.study, self.ckpt_root, self.spec.checkpoints.keep.best)
         if self.errors:
             raise self.errors[0]
 
@@ -245,7 +248,8 @@ class _Loop:
     def _run_one(self, trial: optuna.Trial) -> None:
         number = trial.number
         # Only a queued trial (it comes with its parameters) can be a continuation.
-        queued = bool(trial.params) or not self.spec.search_space or self.maybe_continuation.pop(number, True)
+        maybe = self.maybe_continuation.pop(number, True)
+        queued = bool(trial.params) or not self.spec.search_space or maybe
         params = sample_params(trial, self.spec.search_space)
         resume: dict = {}
         if queued:
@@ -276,27 +280,43 @@ class _Loop:
         self._tell(trial, result)
 
     def _tell(self, trial: optuna.Trial, result: TrialResult) -> None:
-        if result.metrics and set(result.metrics) != set(self.spec.metric_names):
-            trial.set_user_attr(METRICS_ATTR, dict(result.metrics))
-        if result.error:
-            trial.set_user_attr(ERROR_ATTR, result.error)
-        reread = not self.executor.writes_through_channel
-        if result.outcome is Outcome.COMPLETE:
-            frozen = tell(self.study, trial, TrialState.COMPLETE, result.values, reread=reread)
-        elif result.outcome is Outcome.PRUNED:
-            frozen = tell(self.study, trial, TrialState.PRUNED, reread=reread)
-        else:
-            frozen = tell(self.study, trial, TrialState.FAIL, reread=reread)
-            if result.outcome is Outcome.INTERRUPTED:
-                # Not the trial's fault: queue it again so the next run starts with it.
-                enqueue_continuation(self.study, frozen, reason="interrupted", max_attempts=None)
-            else:
-                enqueue_continuation(
-                    self.study, frozen, reason="error", max_attempts=self.spec.trial.max_retries + 1
-                )
-        if CHECKPOINT_ATTR in frozen.user_attrs:
-            collect_checkpoints(self.study, self.ckpt_root, self.spec.checkpoints.keep.best)
+        # Under the study's lock, so that no checkpoint clean-up (another slot's or another
+        # process's) sees a failed trial before the continuation that resumes from its
+        # checkpoint is queued.
+        with self.lock, self.study_lock.hold():
+            frozen = self._record(trial, result)
+            if frozen is None:
+                # Taken for lost while it ran (its heartbeat stalled past the grace period), it
+                # is FAIL and already continued: this result is dropped, the continuation redoes it.
+                frozen = self.storage.get_trial(trial._trial_id)  # noqa: SLF001
+                result = TrialResult(Outcome.INTERRUPTED, error="taken for lost while it ran; continued by another trial")
+            elif CHECKPOINT_ATTR in frozen.user_attrs:
+                collect_checkpoints(self.study, self.ckpt_root, self.spec.checkpoints.keep.best)
+            self.progress.counted(budget(self.storage, self.study_id, self.spec.n_trials).done)
         self.progress.trial_finished(frozen, result)
+
+    def _record(self, trial: optuna.Trial, result: TrialResult) -> FrozenTrial | None:
+        """Store ``result``; None if the trial had already been finished by someone else."""
+        try:
+            if result.metrics and set(result.metrics) != set(self.spec.metric_names):
+                trial.set_user_attr(METRICS_ATTR, dict(result.metrics))
+            if result.error:
+                trial.set_user_attr(ERROR_ATTR, result.error)
+            reread = not self.executor.writes_through_channel
+            state = {Outcome.COMPLETE: TrialState.COMPLETE, Outcome.PRUNED: TrialState.PRUNED}.get(
+                result.outcome, TrialState.FAIL
+            )
+            frozen = tell(self.study, trial, state, result.values, reread=reread)
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):  # "Cannot tell a FAIL trial"
+            if self.storage.get_trial(trial._trial_id).state.is_finished():  # noqa: SLF001
+                return None
+            raise
+        if result.outcome is Outcome.INTERRUPTED:
+            # Not the trial's fault: queue it again so the next run starts with it.
+            enqueue_continuation(self.study, frozen, reason="interrupted", max_attempts=None)
+        elif state is TrialState.FAIL:
+            enqueue_continuation(self.study, frozen, reason="error", max_attempts=self.spec.trial.max_retries + 1)
+        return frozen
 
 
 class _StudyChannel(TrialChannel):
@@ -307,9 +327,9 @@ class _StudyChannel(TrialChannel):
         self.trial = trial
 
     def report(self, value: float, step: int) -> bool:
-        self.trial.report(value, step)
+        prune = report(self.trial, value, step)
         self.loop.progress.trial_reported(self.trial.number, step, value)
-        return self.trial.should_prune()
+        return prune
 
     def checkpointed(self, step: int, path: str) -> None:
         self.trial.set_user_attr(CHECKPOINT_ATTR, {"step": step, "path": path})

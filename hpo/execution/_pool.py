@@ -134,10 +134,17 @@ class _Gang:
                     except (EOFError, OSError):
                         msg = None
                     if msg is not None:
-                        if msg[0] == "report":
-                            conn.send(self._decide(channel, msg[1], msg[2]))
-                        elif msg[0] == "checkpointed":
-                            channel.checkpointed(msg[1], msg[2])
+                        if msg[0] in ("report", "checkpointed"):
+                            try:
+                                if msg[0] == "report":
+                                    conn.send(self._decide(channel, msg[1], msg[2]))
+                                else:
+                                    channel.checkpointed(msg[1], msg[2])
+                            except Exception as e:  # noqa: BLE001 - e.g. the study database refused the write
+                                # Rank 0 waits for a reply it will not get: the trial ends here.
+                                failure = (r, f"recording its report failed: {type(e).__name__}: {e}")
+                                fail_deadline = time.monotonic()
+                                break
                         elif msg[0] == "done":
                             results[r] = msg[2]
                             pending.discard(r)
@@ -204,7 +211,6 @@ class ProcessExecutor(Executor):
             self._free.put((slot, None))
         self._lock = threading.Lock()
         self._gangs: set[_Gang] = set()
-        self.started_gangs = 0
 
     def run(self, job: TrialJob, channel: TrialChannel) -> TrialResult:
         """Run ``job`` on a free slot's gang, starting the gang if needed."""
@@ -214,7 +220,6 @@ class ProcessExecutor(Executor):
                 gang = _Gang(slot, self.workers, self.pg_timeout_s)
                 with self._lock:
                     self._gangs.add(gang)
-                    self.started_gangs += 1
             result = gang.run(job, channel)
         except HpoError as e:
             return TrialResult(Outcome.FAIL, error=str(e))

@@ -51,8 +51,9 @@ class _StudyReporter:
         return self._trial
 
     def ask(self, value: float, step: int) -> int:
-        self.trial.report(value, step)
-        prune = self.trial.should_prune()
+        from hpo.execution._study import report
+
+        prune = report(self.trial, value, step)
         if self.actor.stop.is_set():
             return STOP
         return PRUNE if prune else CONTINUE

@@ -18,7 +18,7 @@ from hpo.execution._resume import CONTINUES_ATTR, enqueue_continuation
 from hpo.spec import StudySpec
 from hpo.storage import count_trials, create_storage, redact_url
 
-__all__ = ["Budget", "budget", "fail_lost_trials", "load_study", "open_study", "tell"]
+__all__ = ["Budget", "budget", "fail_lost_trials", "load_study", "open_study", "report", "tell"]
 
 try:  # what Study.optimize calls; Study.tell adds a read of the trial it has just written
     from optuna.study._tell import _tell_with_warning
@@ -84,6 +84,12 @@ def open_study(spec: StudySpec, *, seed_offset: bool = True) -> tuple[optuna.Stu
         raise SpecError(
             f"study {spec.name!r} already exists with directions {have}, not {directions}",
             key="direction",
+        )
+    if study.metric_names is not None and study.metric_names != spec.metric_names:
+        raise SpecError(
+            f"study {spec.name!r} already exists with metric(s) {study.metric_names}, not {spec.metric_names}: "
+            "its trials' values would mix two metrics (use a new study name)",
+            key="metric",
         )
     if SPEC_ATTR not in study.user_attrs:
         study.set_user_attr(SPEC_ATTR, json.loads(spec.model_dump_json()))
@@ -185,6 +191,19 @@ def budget(storage: optuna.storages.RDBStorage, sid: int, n_trials: int, conn: s
     retried = int(rows[0][2]) if rows else 0
     done = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) + counts.get("FAIL", 0) - retried
     return Budget(done, counts.get("RUNNING", 0), counts.get("WAITING", 0), n_trials)
+
+
+def report(trial: optuna.Trial, value: float, step: int) -> bool:
+    """Record ``value`` as the trial's intermediate value at ``step``; whether to prune it.
+
+    Optuna's ``Trial.report`` refuses studies of several objectives (it prunes on one value),
+    so there the value is only recorded, on the first metric's curve, and never prunes.
+    """
+    if len(trial.study.directions) > 1:
+        trial.study._storage.set_trial_intermediate_value(trial._trial_id, step, value)  # noqa: SLF001
+        return False
+    trial.report(value, step)
+    return trial.should_prune()
 
 
 def tell(

@@ -120,7 +120,7 @@ def _fresh_state(seed: int) -> None:
 
 def run_trial_on_rank(job: TrialJob, channel: RankChannel, rank: int, world_size: int, device: str) -> TrialResult:
     """Run ``job``'s function on this rank from a clean state and classify the outcome."""
-    from hpo.execution._context import TrialInterrupted
+    from hpo.execution._context import settle_interruption
     from hpo.execution._inprocess import context_for
     from hpo.spec import load_entrypoint
 
@@ -132,8 +132,7 @@ def run_trial_on_rank(job: TrialJob, channel: RankChannel, rank: int, world_size
         returned = load_entrypoint(job.entrypoint)(ctx)
     except BaseException as e:  # noqa: BLE001 - classify decides
         exc = e
-    if channel.stopped and not isinstance(exc, TrialInterrupted):
-        exc = TrialInterrupted("study interrupted")
+    exc = settle_interruption(ctx, exc, channel.stopped)
     result = classify(returned, exc, job.metric_names)
     if result.outcome is Outcome.FAIL and exc is not None:
         traceback.print_exception(type(exc), exc, exc.__traceback__)

@@ -77,6 +77,10 @@ class CompositeProgress(Progress):
         """Forwarded to every sink."""
         self._each(lambda s: s.trial_finished(trial, result))
 
+    def counted(self, done: int) -> None:
+        """Forwarded to every sink."""
+        self._each(lambda s: s.counted(done))
+
     def note(self, message: str) -> None:
         """Forwarded to every sink."""
         self._each(lambda s: s.note(message))

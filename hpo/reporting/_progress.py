@@ -33,6 +33,10 @@ class Progress:
     def trial_finished(self, trial: FrozenTrial, result: TrialResult) -> None:
         """Trial ``trial.number`` ended."""
 
+    def counted(self, done: int) -> None:
+        """Trials of the budget finished, as the budget counts them (called just before each
+        ``trial_finished``): a retried failure and a promoted trial count once."""
+
     def note(self, message: str) -> None:
         """A message for the user."""
 
@@ -81,7 +85,6 @@ class _Tally(Progress):
             self.running.pop(trial.number, None)
             if result.outcome.value == "INTERRUPTED":
                 return  # queued again: it will finish in a later run
-            self.done += 1
             self.done_here += 1
             self.pruned += trial.state == TrialState.PRUNED
             self.failed += trial.state == TrialState.FAIL
@@ -89,6 +92,10 @@ class _Tally(Progress):
                 v = trial.values[0]
                 if self.best is None or (v > self.best[0] if self.maximize else v < self.best[0]):
                     self.best = (v, trial.number)
+
+    def counted(self, done: int) -> None:
+        with self.lock:
+            self.done = done
 
     def eta(self) -> str:
         if not self.done_here:

@@ -68,7 +68,12 @@ def spec_from_dict(
         raise _to_spec_error(e, data, file, yaml_root) from None
     from hpo.pruning import create_pruner
     from hpo.sampling import create_sampler
+    from hpo.storage import check_url
 
+    try:
+        check_url(spec.storage_url)
+    except SpecError as e:
+        raise SpecError(e.message, file=file, key="storage", line=_line_of(yaml_root, ["storage"])) from None
     try:
         create_sampler(spec)
         create_pruner(spec)
@@ -118,9 +123,11 @@ def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         raise SpecError("file not found", file=str(path)) from None
     except OSError as e:
         raise SpecError(f"cannot read file: {e.strerror}", file=str(path)) from None
+    except UnicodeDecodeError as e:
+        raise SpecError(f"not UTF-8 text (byte {e.start} is {e.object[e.start:e.start + 1]!r})", file=str(path)) from None
     try:
         # safe_load never constructs Python objects: `!!python/object` tags are rejected.
-        return yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
+        data, root = yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e)
@@ -129,6 +136,27 @@ def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
             file=str(path),
             line=mark.line + 1 if mark else None,
         ) from None
+    _refuse_duplicate_keys(root, path)
+    return data, root
+
+
+def _refuse_duplicate_keys(node: yaml.Node | None, path: Path, where: str = "") -> None:
+    """YAML lets a later key silently replace an earlier one; a study file may not."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            if name is not None and name in seen:
+                raise SpecError(
+                    f"duplicate key {name!r} (first at line {seen[name]}): the first would be ignored",
+                    file=str(path), key=where + name, line=key.start_mark.line + 1,
+                )
+            if name is not None:
+                seen[name] = key.start_mark.line + 1
+            _refuse_duplicate_keys(value, path, f"{where}{name}." if name is not None else where)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_duplicate_keys(item, path, where)
 
 
 def _merge_includes(space: dict[str, Any], path: Path, root: yaml.Node | None) -> dict[str, Any]:

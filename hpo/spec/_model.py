@@ -12,7 +12,7 @@ import re
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 __all__ = [
     "CategoricalParam",
@@ -29,6 +29,19 @@ __all__ = [
     "StudySpec",
     "TrialSpec",
 ]
+
+
+def _not_bool(value: Any) -> Any:
+    # YAML reads yes/no/true/false as booleans, and pydantic would take them for 1 and 0.
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not the boolean {str(value).lower()}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+"""An int that refuses booleans (``n_trials: yes`` is an error, not one trial)."""
+Float = Annotated[float, BeforeValidator(_not_bool)]
+"""A float that refuses booleans."""
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _ENTRYPOINT_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -66,10 +79,10 @@ class FloatParam(_ParamBase):
     """A float in ``[low, high]``, optionally log-scaled or discretized by ``step``."""
 
     type: Literal["float"]
-    low: float
-    high: float
-    log: bool = False
-    step: float | None = None
+    low: Float
+    high: Float
+    log: StrictBool = False
+    step: Float | None = None
 
     @model_validator(mode="after")
     def _check(self) -> FloatParam:
@@ -91,10 +104,10 @@ class IntParam(_ParamBase):
     """An integer in ``[low, high]`` on a grid of ``step``, optionally log-scaled."""
 
     type: Literal["int"]
-    low: int
-    high: int
-    step: int = 1
-    log: bool = False
+    low: Int
+    high: Int
+    step: Int = 1
+    log: StrictBool = False
 
     @model_validator(mode="after")
     def _check(self) -> IntParam:
@@ -140,7 +153,7 @@ class SamplerSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     type: Literal["random", "tpe", "grid", "cmaes", "gp", "qmc", "nsgaii", "bruteforce"] = "tpe"
-    seed: int | None = None
+    seed: Int | None = None
 
     @property
     def options(self) -> dict[str, Any]:
@@ -182,10 +195,10 @@ class PrunerSpec(BaseModel):
 class ResourcesSpec(_Strict):
     """What one trial needs."""
 
-    workers: int = Field(1, ge=1)
+    workers: Int = Field(1, ge=1)
     """Processes that form one trial's process group."""
     device: Literal["cpu", "cuda"] = "cpu"
-    gpus_per_worker: int = Field(0, ge=0)
+    gpus_per_worker: Int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> ResourcesSpec:
@@ -201,11 +214,11 @@ class TrialSpec(_Strict):
 
     entrypoint: str
     """``package.module:function``, called as ``function(ctx)``."""
-    max_epochs: int = Field(10, ge=1)
+    max_epochs: Int = Field(10, ge=1)
     resources: ResourcesSpec = ResourcesSpec()
     engine: dict[str, Any] = Field(default_factory=dict)
     """Engine configuration (DeepSpeed-style keys) given to every trial."""
-    max_retries: int = Field(0, ge=0)
+    max_retries: Int = Field(0, ge=0)
     """How often a failed trial is run again with the same parameters, from its checkpoint."""
 
     @field_validator("entrypoint")
@@ -226,16 +239,16 @@ class ExecutorSpec(_Strict):
     """``type: ray`` only: the cluster. ``auto`` (default: the cluster this machine belongs
     to, or ``$RAY_ADDRESS``), ``local`` (a cluster started for this study), ``ray://host:port``
     (Ray Client) or ``host:port`` (the head node's GCS)."""
-    cpus_per_worker: float | None = Field(None, gt=0)
+    cpus_per_worker: Float | None = Field(None, gt=0)
     """``type: ray`` only: CPUs each worker's placement-group bundle reserves (default 1)."""
     isolation: Literal["process", "thread"] = "process"
     """``process``: each trial in worker processes of its own (crash-isolated, per-rank log
     files); ``thread``: 1-worker CPU trials in threads of the orchestrator (lowest overhead)."""
-    reuse_workers: bool = True
+    reuse_workers: StrictBool = True
     """Keep worker processes warm across trials instead of starting them per trial."""
-    heartbeat_interval: int = Field(5, ge=1)
+    heartbeat_interval: Int = Field(5, ge=1)
     """Seconds between heartbeats of a running trial."""
-    grace_period: int = Field(30, ge=1)
+    grace_period: Int = Field(30, ge=1)
     """Seconds without a heartbeat after which a RUNNING trial is taken as lost and retried."""
 
     @model_validator(mode="after")
@@ -267,16 +280,16 @@ class ExecutorSpec(_Strict):
 class KeepSpec(_Strict):
     """Which checkpoints survive."""
 
-    best: int = Field(1, ge=0)
+    best: Int = Field(1, ge=0)
     """Checkpoints of the best finished trials kept per study."""
-    latest: int = Field(1, ge=1)
+    latest: Int = Field(1, ge=1)
     """Most recent checkpoints kept per trial while it runs (and for the kept trials)."""
 
 
 class CheckpointSpec(_Strict):
     """Trial checkpoints: what retries and promotions resume from."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     """Whether ``ctx.save_checkpoint`` writes at all."""
     root: str | None = None
     """Directory of all checkpoints; default ``<run_dir>/checkpoints``."""
@@ -295,9 +308,9 @@ class StudySpec(_Strict):
     """Name(s) of the returned metric(s) to optimize, one per direction."""
     sampler: SamplerSpec = SamplerSpec()
     pruner: PrunerSpec = PrunerSpec()
-    n_trials: int = Field(20, ge=1)
-    timeout: float | None = Field(None, gt=0)
-    concurrency: int = Field(1, ge=1)
+    n_trials: Int = Field(20, ge=1)
+    timeout: Float | None = Field(None, gt=0)
+    concurrency: Int = Field(1, ge=1)
     trial: TrialSpec
     executor: ExecutorSpec = ExecutorSpec()
     run_dir: str | None = None
@@ -332,6 +345,12 @@ class StudySpec(_Strict):
             raise KeyError_(
                 "metric",
                 f"{len(metrics)} metric(s) {metrics} for {len(self.study_directions)} direction(s)",
+            )
+        if len(metrics) > 1 and self.pruner.type != "none":
+            raise KeyError_(
+                "pruner.type",
+                f"{self.pruner.type!r} prunes on one objective and this study has {len(metrics)} {metrics}: "
+                "use none (trials still report their first metric's curve)",
             )
         _check_conditions(self.search_space)
         res = self.trial.resources

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from hpo.storage._lock import StudyLock, study_lock
-from hpo.storage._rdb import count_trials, create_storage, redact_url
+from hpo.storage._rdb import check_url, count_trials, create_storage, redact_url
 
-__all__ = ["count_trials", "create_storage", "redact_url", "study_lock", "StudyLock"]
+__all__ = ["check_url", "count_trials", "create_storage", "redact_url", "study_lock", "StudyLock"]

@@ -92,8 +92,10 @@ def train(ctx: Any) -> dict[str, float]:
         (torch.stack([val_set[j][0] for j in range(i, i + 32)]), torch.stack([val_set[j][1] for j in range(i, i + 32)]))
         for i in range(0, len(val_set), 32)
     ]
-    loss = float("nan")
-    for epoch in range(ctx.resume(eng), ctx.max_epochs):
+    start = ctx.resume(eng)
+    # Resumed after its last epoch (stopped after the last report): only the evaluation remains.
+    loss = evaluate(eng, val_batches, _lm_loss)[0] if start >= ctx.max_epochs else float("nan")
+    for epoch in range(start, ctx.max_epochs):
         loader = eng.dataloader(windows, shuffle=True, seed=ctx.seed + epoch)
         for x, y in loader:
             x, y = x.to(eng.device), y.to(eng.device)

@@ -36,6 +36,10 @@ def load_data(seed: int = 0, val_fraction: float = 0.2) -> tuple[TensorDataset, 
     return TensorDataset(x[tr], y[tr]), TensorDataset(x[val], y[val])
 
 
+def _correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(-1) == y).sum()
+
+
 def train(ctx: Any) -> dict[str, float]:
     """Train the classifier for ``ctx.max_epochs`` epochs, reporting validation accuracy."""
     import engine
@@ -56,15 +60,18 @@ def train(ctx: Any) -> dict[str, float]:
     eng = engine.initialize(model, cfg)
     loader = eng.dataloader(train_set, shuffle=True, seed=ctx.seed)
     val_batches = [(val_set.tensors[0][i : i + 256], val_set.tensors[1][i : i + 256]) for i in range(0, len(val_set), 256)]
+    start = ctx.resume(eng)
     acc = loss = 0.0
-    for epoch in range(ctx.resume(eng), ctx.max_epochs):
+    if start >= ctx.max_epochs:  # resumed after its last epoch (stopped after the last report)
+        loss, acc = evaluate(eng, val_batches, F.cross_entropy, _correct)
+    for epoch in range(start, ctx.max_epochs):
         loader.set_epoch(epoch)  # the shuffle order depends on the epoch only: resumes see the same batches
         for x, y in loader:
             x, y = x.to(eng.device), y.to(eng.device)
             eng.backward(F.cross_entropy(eng(x).float(), y))
             eng.step()
             eng.zero_grad()
-        loss, acc = evaluate(eng, val_batches, F.cross_entropy, lambda o, y: (o.argmax(-1) == y).sum())
+        loss, acc = evaluate(eng, val_batches, F.cross_entropy, _correct)
         ctx.save_checkpoint(eng, epoch + 1)  # before report: a paused trial resumes from here
         ctx.report(acc, epoch + 1)
     m = eng.metrics()

@@ -57,8 +57,13 @@ class CurveState:
         (Path(path) / "state.json").write_text(json.dumps(self.trained))
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Read the state :meth:`save_checkpoint` wrote."""
-        self.trained = [int(s) for s in json.loads((Path(path) / "state.json").read_text())]
+        """Read the state :meth:`save_checkpoint` wrote (CheckpointError, unchanged, if it cannot)."""
+        from engine.errors import CheckpointError
+
+        try:
+            self.trained = [int(s) for s in json.loads((Path(path) / "state.json").read_text())]
+        except (OSError, ValueError, TypeError) as e:
+            raise CheckpointError(f"{path}: {e}") from None
 
 
 def resumable_curve(ctx: Any) -> dict[str, float]:

@@ -158,3 +158,16 @@ def exit_on_rank(bad_rank: int) -> int:
     if dist.get_rank() == bad_rank:
         os._exit(3)  # dies without a Python traceback, like a crash
     return 0
+
+
+def process_groups_after_engines(config: dict[str, Any], count: int) -> list[int]:
+    """Number of live process groups after each of ``count`` engines built one after another."""
+    from torch.distributed import distributed_c10d as c10d
+
+    alive = []
+    for _ in range(count):
+        eng = engine.initialize(make_gpt(), config)
+        train_steps(eng, "gpt", 0, 1)
+        del eng
+        alive.append(len(c10d._world.pg_map))  # noqa: SLF001 - no public count
+    return alive

@@ -79,8 +79,9 @@ def test_load_rejects_a_different_model(tmp_path: Path) -> None:
     eng = engine.initialize(make_mlp(), {"batch_size": 4})
     eng.save_checkpoint(tmp_path / "c")
     other = engine.initialize(torch.nn.Linear(3, 3), {"batch_size": 4})
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(engine.CheckpointError, match="does not match"):
         other.load_checkpoint(tmp_path / "c")
+    assert not other.optimizer.state
 
 
 def test_save_inside_accumulation_window_is_refused(tmp_path: Path) -> None:
@@ -90,3 +91,70 @@ def test_save_inside_accumulation_window_is_refused(tmp_path: Path) -> None:
     eng.step()
     with pytest.raises(RuntimeError, match="inside an accumulation window"):
         eng.save_checkpoint(tmp_path / "c")
+
+
+def _refused_with_nothing_changed(path: Path, match: str) -> None:
+    fresh = engine.initialize(make_mlp(), {"batch_size": 4})
+    before = {k: v.clone() for k, v in full_params(fresh).items()}
+    rng = torch.get_rng_state()
+    with pytest.raises(engine.CheckpointError, match=match):
+        fresh.load_checkpoint(path)
+    for name, value in full_params(fresh).items():
+        assert torch.equal(value, before[name]), name
+    assert not fresh.optimizer.state  # no trace of the optimizer state a load sets up
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert fresh.global_step == 0
+
+
+@pytest.mark.parametrize("damage", ["short data file", "planted pickle", "missing data file"])
+def test_a_damaged_checkpoint_is_refused_before_anything_changes(tmp_path: Path, damage: str) -> None:
+    """Every check that needs no tensor data runs before a tensor is overwritten."""
+    eng = engine.initialize(make_mlp(), {"batch_size": 4})
+    train_steps(eng, "mlp", 0, 2)
+    path = tmp_path / "c"
+    eng.save_checkpoint(path)
+    data = sorted(path.glob("*.distcp"))
+    if damage == "short data file":
+        data[0].write_bytes(data[0].read_bytes()[:-100])
+        _refused_with_nothing_changed(path, "incomplete")
+    elif damage == "missing data file":
+        data[0].unlink()
+        _refused_with_nothing_changed(path, "missing")
+    else:
+        (path / "rng" / "rank_0.pt").write_bytes(b"\x80\x04cos\nsystem\n.")
+        _refused_with_nothing_changed(path, "unreadable rank_0.pt")
+
+
+def test_a_crash_between_the_swap_renames_leaves_a_checkpoint_that_loads(tmp_path: Path) -> None:
+    """Only ``<path>.old`` is left: loading reads it, and the next save moves it back first."""
+    eng = engine.initialize(make_mlp(), {"batch_size": 4})
+    train_steps(eng, "mlp", 0, 1)
+    path = tmp_path / "c"
+    eng.save_checkpoint(path)
+    path.rename(tmp_path / "c.old")  # the state between the two renames
+    fresh = engine.initialize(make_mlp(), {"batch_size": 4})
+    fresh.load_checkpoint(path)
+    assert fresh.global_step == 1
+    train_steps(fresh, "mlp", 1, 2)
+    fresh.save_checkpoint(path)
+    assert not (tmp_path / "c.old").exists()
+    again = engine.initialize(make_mlp(), {"batch_size": 4})
+    again.load_checkpoint(path)
+    assert again.global_step == 2
+
+
+def test_a_checkpoint_resumed_with_another_accumulation_count_starts_a_whole_window(tmp_path: Path) -> None:
+    """Batch 12 as 6 micro-batches of 2 (as at another world size), resumed as 4 of 3: the
+    first step after the load takes all 4 micro-batches."""
+    eng = engine.initialize(make_mlp(), {"train_batch_size": 12, "train_micro_batch_size_per_gpu": 2})
+    train_steps(eng, "mlp", 0, 3)
+    eng.save_checkpoint(tmp_path / "c")
+    other = engine.initialize(make_mlp(), {"train_batch_size": 12, "train_micro_batch_size_per_gpu": 3})
+    other.load_checkpoint(tmp_path / "c")
+    x = torch.randn(3, 16)
+    stepped = []
+    for _ in range(4):
+        other.backward(other(x).sum())
+        stepped.append(other.step())
+    assert stepped == [False, False, False, True]
+    assert other.global_step == 4

@@ -37,14 +37,22 @@ def test_step_and_zero_grad_act_only_at_boundaries() -> None:
     assert all(p.grad is None for p in eng.module.parameters())
 
 
-def test_dataloader_yields_micro_batches_on_device() -> None:
+def test_dataloader_yields_micro_batches_on_device(tmp_path) -> None:
     eng = engine.initialize(make_mlp(), {"train_batch_size": 8, "gradient_accumulation_steps": 2})
     data = TensorDataset(torch.randn(21, 16), torch.randint(0, 5, (21,)))
-    batches = list(eng.dataloader(data, shuffle=True, seed=3))
-    assert len(batches) == 5  # 21 samples in micro-batches of 4, last short one dropped
+    loader = eng.dataloader(data, shuffle=True, seed=3)
+    batches = list(loader)
+    # 21 samples make 5 micro-batches of 4 (the short one dropped), and the fifth would not
+    # fill a window of 2: the epoch ends at an optimizer step, where a checkpoint can be saved.
+    assert len(batches) == len(loader) == 4
     assert all(x.shape == (4, 16) and x.device == eng.device for x, _ in batches)
     again = list(eng.dataloader(data, shuffle=True, seed=3))
     assert torch.equal(batches[0][0], again[0][0])
+    for x, y in batches:
+        eng.backward(F.cross_entropy(eng(x), y))
+        eng.step()
+    eng.save_checkpoint(tmp_path / "c")
+    assert len(list(eng.dataloader(data, drop_last=False))) == 6  # padded, the window left open
 
 
 def test_metrics_report_tokens_and_flops_for_gpt() -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import engine
-from _dist import make_gpt, reference_run, run_layout
+from _dist import make_gpt, process_groups_after_engines, reference_run, run_layout
 from engine.parallel import ParallelConfig, ParallelDims, parallelize
 from engine.precision import PrecisionConfig, build_precision
 
@@ -55,6 +55,14 @@ def test_tensor_parallel_matches_one_process() -> None:
     config = _config(0, 4, 1, tensor_parallel={"size": 2})
     got = engine.launch(run_layout, world_size=2, args=("gpt", config, STEPS), timeout_s=100)
     _assert_close(got, want)
+
+
+@pytest.mark.timeout(120)
+def test_engines_built_one_after_another_reuse_the_mesh_s_process_groups() -> None:
+    """A worker trains trial after trial: a 2-D mesh's process groups are made once."""
+    config = {"train_batch_size": 4, "tensor_parallel": {"size": 2}, "zero_optimization": {"stage": 1}}
+    alive = engine.launch(process_groups_after_engines, world_size=2, args=(config, 3), timeout_s=100)
+    assert alive[0] == alive[1] == alive[2]
 
 
 @pytest.mark.timeout(180)

@@ -39,6 +39,13 @@ def slow(ctx: Any) -> float:
     return 0.0
 
 
+def two_metrics_with_reports(ctx: Any) -> dict[str, float]:
+    x = ctx.params["x"]
+    for step in (1, 2):
+        ctx.report(x * step, step)
+    return {"a": x, "b": -x}
+
+
 def pid(ctx: Any) -> dict[str, float]:
     return {"value": ctx.params.get("x", 0.0), "pid": float(os.getpid())}
 
@@ -229,3 +236,22 @@ def ray_placement(ctx: Any) -> dict[str, float]:
         dist.all_reduce(t)
     ctx.report(float(t.item()), 1)
     return {"value": float(t.item()) + ctx.params.get("x", 0.0)}
+
+
+def taken_for_lost_while_running(ctx: Any) -> float:
+    """Trial 0 is failed and continued behind its back, as a stalled heartbeat gets a trial
+    (``HPO_TEST_STORAGE`` names the study database); then it reports and returns."""
+    if ctx.number == 0:
+        from optuna.trial import TrialState
+
+        import hpo
+        from hpo.execution import enqueue_continuation
+        from hpo.storage import create_storage
+
+        storage = create_storage(os.environ["HPO_TEST_STORAGE"])
+        study = hpo.load_study("t", os.environ["HPO_TEST_STORAGE"])
+        trial = study.trials[0]
+        storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        enqueue_continuation(study, storage.get_trial(trial._trial_id), reason="heartbeat lost", max_attempts=None)
+        ctx.report(1.0, 1)  # refused by the database: the trial is finished
+    return 2.0

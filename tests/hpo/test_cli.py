@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def hpo_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hpo.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # the test objectives import as tests.hpo._objectives
+    return subprocess.run([sys.executable, "-m", "hpo.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300,
+                          env=env)
 
 
 def test_optimize_status_best_trials(write_study, tmp_path) -> None:
@@ -54,7 +57,29 @@ def test_bad_flag_is_exit_2(tmp_path) -> None:
     res = hpo_cli("optimize", str(REPO / "studies" / "quickstart.yaml"), "--n-trials", "zero", cwd=tmp_path)
     assert res.returncode == 2 and "invalid int value" in res.stderr
     res = hpo_cli("optimize", str(REPO / "studies" / "quickstart.yaml"), "--n-trials", "0", cwd=tmp_path)
-    assert res.returncode == 2 and "n_trials" in res.stderr, res.stderr
+    assert res.returncode == 2 and "error: --n-trials: Input should be greater than or equal to 1 (got 0)" in res.stderr
+    res = hpo_cli("optimize", str(REPO / "studies" / "quickstart.yaml"), "--storage", "bogus://x", cwd=tmp_path)
+    assert res.returncode == 2 and "error: --storage: unknown database 'bogus'" in res.stderr, res.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_study_continued_with_another_metric_is_refused(write_study, tmp_path) -> None:
+    path = write_study({"n_trials": 1, "metric": "loss"})
+    assert hpo_cli("optimize", str(path), cwd=tmp_path).returncode == 0
+    other = write_study({"n_trials": 2, "metric": "accuracy"}, name="other.yaml")
+    res = hpo_cli("optimize", str(other), cwd=tmp_path)
+    assert res.returncode == 2
+    assert f"error: {other}: metric: study 't' already exists with metric(s) ['loss'], not ['accuracy']" in res.stderr
+
+
+def test_progress_counts_a_retried_failure_once(write_study, tmp_path) -> None:
+    path = write_study({"n_trials": 1, "trial": {"entrypoint": "tests.hpo._objectives:crash_once_at_3",
+                                                 "max_epochs": 4, "max_retries": 1}})
+    res = hpo_cli("optimize", str(path), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "trial 0 FAIL" in res.stdout and "| 0/1 done" in res.stdout
+    assert "trial 1 COMPLETE" in res.stdout and "| 1/1 done" in res.stdout
+    assert "1/1 trials finished" in res.stdout
 
 
 def test_every_command_has_help_with_an_example(tmp_path) -> None:

@@ -124,3 +124,25 @@ def test_timeout_stops_starting_trials(write_study) -> None:
     spec = hpo.load_spec(write_study({"n_trials": 1000, "timeout": 1, "trial": {"entrypoint": f"{OBJ}:pid"}}))
     study = hpo.optimize(spec, progress=Progress())
     assert 0 < len(study.trials) < 1000
+
+
+def test_a_trial_taken_for_lost_while_it_ran_does_not_stop_the_study(write_study, tmp_path, monkeypatch) -> None:
+    """Its result is dropped (it is FAIL and continued already); the continuation completes."""
+    monkeypatch.setenv("HPO_TEST_STORAGE", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    spec = hpo.load_spec(write_study({"n_trials": 2, "trial": {"entrypoint": f"{OBJ}:taken_for_lost_while_running"}}))
+    study = hpo.optimize(spec, progress=Progress())
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.trials[1].system_attrs["hpo:continues"] == {"trial": 0, "reason": "heartbeat lost"}
+
+
+def test_trials_of_a_study_of_several_objectives_report_their_curve(write_study) -> None:
+    """Optuna's Trial.report refuses such studies; the first metric's curve is still recorded."""
+    spec = hpo.load_spec(write_study({
+        "n_trials": 3, "direction": None, "directions": ["minimize", "maximize"], "metric": ["a", "b"],
+        "trial": {"entrypoint": f"{OBJ}:two_metrics_with_reports", "max_epochs": 2},
+    }))
+    study = hpo.optimize(spec, progress=Progress())
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    for t in study.trials:
+        assert t.intermediate_values == {1: t.values[0], 2: 2 * t.values[0]}

@@ -173,3 +173,13 @@ def test_ctrl_c_ends_trials_requeues_them_and_leaves_no_workers(write_study, tmp
     study = hpo.load_study("t", f"sqlite:///{tmp_path / 'db.sqlite'}")
     states = [t.state for t in study.trials]
     assert states == [TrialState.FAIL, TrialState.WAITING]
+
+
+def test_a_report_the_database_refuses_fails_the_trial_not_the_study(write_study, tmp_path, monkeypatch) -> None:
+    """The orchestrator cannot record rank 0's report (the trial was taken for lost): the
+    trial ends there, its workers are replaced, and the study goes on."""
+    monkeypatch.setenv("HPO_TEST_STORAGE", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    spec = _spec(write_study, tmp_path, "t", {"entrypoint": f"{OBJ}:taken_for_lost_while_running"},
+                 study_name="t", n_trials=2, storage=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    study = hpo.optimize(spec, progress=Progress())
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]

@@ -66,6 +66,17 @@ BAD = [
     ({"direction": "maximize", "directions": ["maximize"]}, "directions", "not both"),
     ({"direction": None, "directions": ["maximize", "minimize"]}, "metric", "1 metric(s)"),
     ({"concurrency": 0}, "concurrency", "greater than or equal to 1"),
+    ({"n_trials": True}, "n_trials", "not the boolean true"),
+    ({"timeout": True}, "timeout", "not the boolean true"),
+    ({"trial": {"entrypoint": "hpo.tasks.synthetic:quadratic", "resources": {"workers": True}}}, "trial.resources.workers",
+     "not the boolean true"),
+    ({"executor": {"reuse_workers": "maybe"}}, "executor.reuse_workers", "valid boolean"),
+    ({"storage": "foo"}, "storage", "not a database URL"),
+    ({"storage": "sqlite://"}, "storage", "in-memory SQLite"),
+    ({"storage": "bogus://host/db"}, "storage", "unknown database 'bogus'"),
+    ({"direction": None, "directions": ["maximize", "minimize"], "metric": ["a", "b"], "pruner": {"type": "median"}},
+     "pruner.type",
+     "prunes on one objective"),
     ({"sampler": {"type": "grid"}}, "search_space.x", "needs a step"),
 ]
 
@@ -87,6 +98,21 @@ def test_error_carries_line_number(write_study) -> None:
         load_spec(path)
     assert info.value.line == 4
     assert f"{path}:4: n_trails: unknown key 'n_trails'; did you mean 'n_trials'?" == str(info.value)
+
+
+def test_a_key_given_twice_is_refused_at_its_second_line(write_study) -> None:
+    path = write_study(raw="name: t\nsearch_space:\n  x: {type: float, low: 0, high: 1}\n  x: {type: int, low: 0, high: 2}\n")
+    with pytest.raises(hpo.SpecError) as info:
+        load_spec(path)
+    assert (info.value.key, info.value.line) == ("search_space.x", 4)
+    assert "duplicate key 'x' (first at line 3)" in str(info.value)
+
+
+def test_a_file_that_is_not_utf8_is_refused(write_study) -> None:
+    path = write_study(raw="name: t\n")
+    path.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(hpo.SpecError, match="not UTF-8 text"):
+        load_spec(path)
 
 
 @pytest.mark.parametrize(
