@@ -6,11 +6,12 @@ flag or argument), 130 interrupted. ``--traceback`` shows Python tracebacks.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Sequence
 
 from hpo.cli import _ray_cmds, _results_cmds, _study_cmds
-from hpo.cli._common import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_STUDY, Parser
+from hpo.cli._common import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_STUDY, Parser
 from hpo.exceptions import HpoError, SpecError
 
 __all__ = ["build_parser", "main"]
@@ -52,3 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`hpo trials ... | head`): nothing left to say to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

@@ -16,6 +16,7 @@ __all__ = [
     "EXIT_STUDY",
     "Parser",
     "add_command",
+    "database_url",
     "resolve_study",
     "study_ref",
 ]
@@ -50,10 +51,18 @@ def add_command(
     return p
 
 
+def database_url(text: str) -> str:
+    """argparse type of ``--storage``: a URL, never empty (an empty one would mean the default)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty database URL (e.g. sqlite:///hpo.db)")
+    return text
+
+
 def study_ref(p: argparse.ArgumentParser) -> None:
     """The ``STUDY [--storage URL]`` arguments of commands that read a stored study."""
     p.add_argument("study", help="a study file (studies/x.yaml) or a study name with --storage")
-    p.add_argument("--storage", help="database URL (default: the study file's, else sqlite:///hpo.db)")
+    p.add_argument("--storage", type=database_url,
+                   help="database URL (default: the study file's, else sqlite:///hpo.db)")
 
 
 def resolve_study(args: argparse.Namespace) -> tuple[str, str, int | None]:

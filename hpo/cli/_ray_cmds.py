@@ -77,7 +77,7 @@ def _entrypoint(study: Path, working_dir: Path) -> str:
     return f"hpo optimize {shlex.quote(rel.as_posix())} --executor ray --address auto"
 
 
-def _check_storage(spec: StudySpec) -> None:
+def _check_storage(spec: StudySpec, file: str) -> None:
     from sqlalchemy.engine import make_url
 
     url = make_url(spec.storage_url)
@@ -85,6 +85,7 @@ def _check_storage(spec: StudySpec) -> None:
         raise SpecError(
             f"a relative SQLite path ({url.database}) would lie in the job's temporary copy of the working "
             "directory: give an absolute path on the head node, or a postgresql:// database",
+            file=file,
             key="storage",
         )
 
@@ -95,10 +96,11 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     study = Path(args.spec)
     # The entrypoint imports on the cluster; the engine config is checked here, before the upload.
     spec = load_spec(study, check_entrypoint=False, check_engine=True)
-    _check_storage(spec)
+    _check_storage(spec, args.spec)
     working_dir = Path(args.working_dir).resolve()
     if not working_dir.is_dir():
-        raise SpecError(f"not a directory: {working_dir}", key="--working-dir")
+        found = "does not exist" if not working_dir.exists() else "is not a directory"
+        raise SpecError(f"{str(working_dir)!r} {found}", key="--working-dir")
     entrypoint = _entrypoint(study, working_dir)
     client = _client(args.address)
     job_id = client.submit_job(
@@ -165,9 +167,19 @@ def _cmd_job_stop(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _job_server(text: str) -> str:
+    """argparse type of ``--address``: the URL of a Ray job server."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"a job server URL is http://HOST:PORT, e.g. http://HOST:8265 (got {text!r})")
+    return text
+
+
 def _job_ref(p: argparse.ArgumentParser) -> None:
     p.add_argument("job", help="job id, as `hpo submit` printed it")
-    p.add_argument("--address", required=True, help="the cluster's job server, e.g. http://HOST:8265")
+    p.add_argument("--address", required=True, type=_job_server, help="the cluster's job server, e.g. http://HOST:8265")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -175,24 +187,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "submit", "run a study on a Ray cluster as a Ray Job", _cmd_submit,
                     "hpo submit studies/x.yaml --address http://HOST:8265 --wait")
     p.add_argument("spec", help="study file (YAML), inside the working directory")
-    p.add_argument("--address", required=True, help="the cluster's job server, e.g. http://HOST:8265")
+    p.add_argument("--address", required=True, type=_job_server, help="the cluster's job server, e.g. http://HOST:8265")
     p.add_argument("--working-dir", default=".",
                    help="directory with the trial code and the study file, uploaded to the cluster "
                    "(default: .)")
     p.add_argument("--wait", action="store_true",
                    help="wait for the job; exit 0 if it succeeded, 1 otherwise, printing its last log lines")
 
-    p = add_command(sub, "job", "follow a study submitted with `hpo submit`", lambda a: a.job_run(a),
+    # Each of status/logs/stop sets its own ``run``, which replaces this one.
+    p = add_command(sub, "job", "follow a study submitted with `hpo submit`", lambda a: EXIT_OK,
                     "hpo job status raysubmit_XYZ --address http://HOST:8265")
     jobs = p.add_subparsers(dest="job_command", required=True, parser_class=type(p))
-    q = jobs.add_parser("status", help="the job's state (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)")
+    q = add_command(jobs, "status", "the job's state (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)", _cmd_job_status,
+                    "hpo job status raysubmit_XYZ --address http://HOST:8265 --wait")
     _job_ref(q)
     q.add_argument("--wait", action="store_true", help="wait for the job to end; exit 0 if it succeeded")
-    q.set_defaults(job_run=_cmd_job_status)
-    q = jobs.add_parser("logs", help="the job's output (the `hpo optimize` progress lines)")
+    q = add_command(jobs, "logs", "the job's output (the `hpo optimize` progress lines)", _cmd_job_logs,
+                    "hpo job logs raysubmit_XYZ --address http://HOST:8265 --follow")
     _job_ref(q)
     q.add_argument("--follow", action="store_true", help="keep printing until the job ends")
-    q.set_defaults(job_run=_cmd_job_logs)
-    q = jobs.add_parser("stop", help="stop the job (its running trials are retried by the study's next run)")
+    q = add_command(jobs, "stop", "stop the job (its running trials are retried by the study's next run)", _cmd_job_stop,
+                    "hpo job stop raysubmit_XYZ --address http://HOST:8265")
     _job_ref(q)
-    q.set_defaults(job_run=_cmd_job_stop)

@@ -6,11 +6,13 @@ report, dashboard, export, import and init.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import socket
 import sys
 from pathlib import Path
 
-from hpo.cli._common import EXIT_OK, add_command, resolve_study, study_ref
+from hpo.cli._common import EXIT_OK, add_command, database_url, resolve_study, study_ref
 from hpo.exceptions import HpoError, SpecError
 
 __all__ = ["INIT_FILES", "register"]
@@ -42,6 +44,10 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     load_study(name, url)  # a clear error for an unknown study before anything listens
     storage = create_storage(url)
     study_id = storage.get_study_id_from_name(name)
+    try:
+        socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise SpecError(f"not an address of this machine: {args.host!r} ({e.strerror})", key="--host") from None
     host = f"[{args.host}]" if ":" in args.host else args.host
     link = f"http://{host}:{args.port}/dashboard/studies/{study_id}"
     print(f"study {name!r}: {link}  (Ctrl-C stops)", flush=True)
@@ -54,6 +60,8 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     try:
         optuna_dashboard.run_server(storage, host=args.host, port=args.port)
     except OSError as e:
+        if e.errno == errno.EADDRNOTAVAIL:
+            raise SpecError(f"not an address of this machine: {args.host!r}", key="--host") from None
         raise HpoError(f"cannot serve on {host}:{args.port}: {e.strerror or e}") from None
     except KeyboardInterrupt:
         pass
@@ -207,13 +215,18 @@ INIT_FILES: dict[str, str] = {"studies/my_study.yaml": _STUDY_FILE, "my_task.py"
 
 def _cmd_init(args: argparse.Namespace) -> int:
     root = Path(args.dir)
+    if root.exists() and not root.is_dir():
+        raise SpecError(f"{str(root)!r} is a file, not a directory", key="DIR")
     existing = [rel for rel in INIT_FILES if (root / rel).exists()]
     if existing:
         raise SpecError(f"will not overwrite {', '.join(str(root / rel) for rel in existing)}")
     for rel, text in INIT_FILES.items():
         path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise SpecError(f"cannot write {str(path)!r}: {e.strerror}", key="DIR") from None
         print(f"wrote {path}")
     cd = f"cd {args.dir} && " if args.dir != "." else ""
     print(f"next: {cd}PYTHONPATH=. hpo optimize studies/my_study.yaml")
@@ -252,7 +265,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "import", "create a study from a JSON archive made by `hpo export`", _cmd_import,
                     "hpo import quickstart.json --storage postgresql://hpo@db.example/hpo")
     p.add_argument("archive", help="the JSON archive ('-' for standard input)")
-    p.add_argument("--storage", required=True, help="database URL to create the study in")
+    p.add_argument("--storage", required=True, type=database_url, help="database URL to create the study in")
     p.add_argument("--study", help="a new name for the study (default: its name in the archive)")
 
     p = add_command(sub, "init", "write a starter study file and training function", _cmd_init,

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from hpo.cli._common import EXIT_OK, EXIT_STUDY, add_command, resolve_study, study_ref
+from hpo.cli._common import EXIT_OK, EXIT_STUDY, add_command, database_url, resolve_study, study_ref
 from hpo.exceptions import HpoError, SpecError
 
 __all__ = ["register"]
@@ -59,6 +59,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     name, url, n = resolve_study(args)
     study = load_study(name, url)
+    if n is None:  # named, not given as a file: the budget of the spec it last ran with
+        from hpo.execution._study import SPEC_ATTR
+
+        n = (study.user_attrs.get(SPEC_ATTR) or {}).get("n_trials")
     s = status_summary(study, n)
     s["storage"] = redact_url(url)
     from hpo.execution._optimize import CHECKPOINT_ROOT_ATTR
@@ -93,7 +97,9 @@ def _cmd_best(args: argparse.Namespace) -> int:
     try:
         best = best_summary(study)
     except ValueError:
-        raise HpoError(f"study {name!r} has no completed trial yet") from None
+        best = []
+    if not best:
+        raise HpoError(f"study {name!r} has no completed trial yet")
     if args.json:
         print(json.dumps(best if len(best) > 1 else best[0], indent=2, default=str))
         return EXIT_OK
@@ -126,10 +132,17 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     run_dir = study.user_attrs.get(RUN_DIR_ATTR)
     if run_dir is None:
         raise HpoError(f"study {name!r} has no run directory recorded (it has not run yet)")
+    n = len(study.get_trials(deepcopy=False))
+    if not 0 <= args.trial < n:
+        raise SpecError(f"study {name!r} has no trial {args.trial} (its trials are 0-{n - 1})" if n else
+                        f"study {name!r} has no trials yet", key="TRIAL")
     trial_dir = Path(run_dir) / f"trial_{int(args.trial)}"
     logs = sorted(trial_dir.glob("rank_*.log"), key=lambda p: int(p.stem.split("_")[1]))
     if args.rank is not None:
+        ranks = [p.stem for p in logs]
         logs = [p for p in logs if p.stem == f"rank_{args.rank}"]
+        if ranks and not logs:
+            raise SpecError(f"trial {args.trial} has no rank {args.rank} (it ran {', '.join(ranks)})", key="--rank")
     if not logs:
         raise HpoError(
             f"no logs for trial {args.trial} in {trial_dir} (trials run with executor.isolation: thread "
@@ -148,7 +161,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "hpo optimize studies/quickstart.yaml --n-trials 40 --concurrency 2")
     p.add_argument("spec", help="study file (YAML)")
     p.add_argument("--n-trials", type=int, help="total finished trials wanted (overrides n_trials)")
-    p.add_argument("--storage", help="database URL (overrides storage)")
+    p.add_argument("--storage", type=database_url, help="database URL (overrides storage)")
     p.add_argument("--concurrency", type=int, help="trials at once (overrides concurrency)")
     p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -174,7 +187,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "trials", "every trial of a study", _cmd_trials,
                     "hpo trials studies/quickstart.yaml --format csv > trials.csv")
     study_ref(p)
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                   help="table (default), csv or json; csv and json have a column per parameter and metric")
     p.add_argument("--curves", action="store_true", help="include learning curves (intermediate values)")
 
     p = add_command(sub, "logs", "a trial's per-rank stdout/stderr", _cmd_logs,

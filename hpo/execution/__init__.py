@@ -5,7 +5,7 @@ from __future__ import annotations
 from hpo.execution._base import Executor, TrialChannel, TrialJob
 from hpo.execution._context import TrialContext, TrialDiverged, TrialInterrupted
 from hpo.execution._inprocess import InProcessExecutor, context_for
-from hpo.execution._optimize import apply_engine_params, optimize
+from hpo.execution._optimize import optimize
 from hpo.execution._outcome import Outcome, TrialResult, classify
 from hpo.execution._resume import (
     CHECKPOINT_ATTR,
@@ -21,6 +21,7 @@ from hpo.execution._resume import (
     latest_checkpoint,
 )
 from hpo.execution._study import SPEC_ATTR, Budget, budget, load_study, open_study
+from hpo.spec import apply_engine_params
 
 __all__ = [
     "CHECKPOINT_ATTR",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 import time
@@ -20,12 +19,19 @@ from hpo.execution._inprocess import InProcessExecutor
 from hpo.execution._outcome import Outcome, TrialResult
 from hpo.execution._pool import ProcessExecutor
 from hpo.execution._resources import plan_slots
-from hpo.execution._resume import CHECKPOINT_ATTR, ERROR_ATTR, METRICS_ATTR, RESUME_ATTR, enqueue_continuation
-from hpo.execution._resume import PROMOTED, PROMOTED_AT_END
+from hpo.execution._resume import (
+    CHECKPOINT_ATTR,
+    ERROR_ATTR,
+    METRICS_ATTR,
+    PROMOTED,
+    PROMOTED_AT_END,
+    RESUME_ATTR,
+    enqueue_continuation,
+)
 from hpo.execution._retention import collect_checkpoints, trial_checkpoint_dir
 from hpo.execution._study import budget, fail_lost_trials, open_study, report, tell
 from hpo.reporting import Progress, make_progress
-from hpo.spec import StudySpec, sample_params, spec_from_dict
+from hpo.spec import StudySpec, apply_engine_params, sample_params, spec_from_dict
 from hpo.storage import StudyLock, study_lock
 
 __all__ = ["optimize"]
@@ -119,20 +125,6 @@ def _override(spec: StudySpec, **changes: Any) -> StudySpec:
         raise SpecError(e.message, key=flag) from None
 
 
-def apply_engine_params(engine: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """The engine config with every ``engine.a.b`` parameter written at key path ``a.b``."""
-    cfg = copy.deepcopy(engine)
-    for name, value in params.items():
-        if not name.startswith("engine."):
-            continue
-        *parents, leaf = name.split(".")[1:]
-        node = cfg
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return cfg
-
-
 class _Loop:
     """Runs up to ``concurrency`` trials at once in worker threads; the main thread watches."""
 
@@ -188,6 +180,8 @@ class _Loop:
             self.executor.close()
             self.heartbeats.close()
             self.study_lock.close()
+        if self.deadline is not None and time.monotonic() >= self.deadline and not self.errors:
+            self.progress.note(f"timeout of {self.spec.timeout:g}s reached: no new trial was started after it")
         if self.spec.checkpoints.enabled:
             with study_lock(self.storage, self.spec.name):
                 collect_checkpoints(self.study, self.ckpt_root, self.spec.checkpoints.keep.best)

@@ -8,6 +8,7 @@ import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 import sqlalchemy as sa
@@ -16,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.exceptions import SpecError, StorageError, StudyNotFoundError
 from hpo.execution._resume import CONTINUES_ATTR, enqueue_continuation
 from hpo.spec import StudySpec
-from hpo.storage import count_trials, create_storage, redact_url
+from hpo.storage import check_url, count_trials, create_storage, redact_url
 
 __all__ = ["Budget", "budget", "fail_lost_trials", "load_study", "open_study", "report", "tell"]
 
@@ -101,8 +102,12 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
     """Load an existing study by name (for status, best, trials).
 
     Raises:
-        StudyNotFoundError: No such study in that database.
+        StudyNotFoundError: No such study in that database, or no SQLite file at all (a
+            read creates nothing).
     """
+    url = check_url(storage_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").expanduser().is_file():
+        raise StudyNotFoundError(f"no study {name!r}: there is no database file {url.database!r}")
     storage = create_storage(storage_url)
     try:
         return optuna.load_study(study_name=name, storage=storage)

@@ -24,8 +24,9 @@ from optuna.distributions import distribution_to_json, json_to_distribution
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from hpo.exceptions import HpoError, SpecError, StorageError, StudyNotFoundError
+from hpo.exceptions import SpecError, StorageError, StudyNotFoundError
 from hpo.execution import ERROR_ATTR, enqueue_continuation
+from hpo.spec import check_study_name
 from hpo.storage import create_storage, redact_url
 
 __all__ = ["ARCHIVE_FORMAT", "export_study", "import_study"]
@@ -89,8 +90,8 @@ def import_study(
         The new study. Nothing is left behind when the import fails half-way.
 
     Raises:
-        SpecError: The archive is not an hpo study archive, or a trial in it is malformed.
-        HpoError: A study of that name already exists there.
+        SpecError: The archive is not an hpo study archive, a trial in it is malformed, the
+            name is not a valid study name, or a study of that name already exists there.
         StorageError: The database cannot be reached.
     """
     directions = _check_header(archive)
@@ -100,6 +101,10 @@ def import_study(
         raise SpecError("trial numbers must be 0, 1, 2, ... without gaps or repeats", key="trials")
     was_running = {t["number"] for t in archive["trials"] if t["state"] == TrialState.RUNNING.name}
     name = study_name or archive["study_name"]
+    try:
+        check_study_name(name)
+    except ValueError as e:
+        raise SpecError(f"study name {e}", key="study_name") from None
     storage = create_storage(storage_url)
     try:
         storage.get_study_id_from_name(name)
@@ -107,9 +112,9 @@ def import_study(
         pass
     else:
         storage.engine.dispose()
-        raise HpoError(
+        raise SpecError(
             f"study {name!r} already exists in {redact_url(storage_url)}; "
-            "import it under another name (--study)"
+            "import it under another name (--study)", key="study_name"
         )
     study = optuna.create_study(storage=storage, study_name=name, directions=directions)
     try:

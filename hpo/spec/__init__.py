@@ -16,10 +16,12 @@ from hpo.spec._model import (
     SamplerSpec,
     StudySpec,
     TrialSpec,
+    check_study_name,
 )
-from hpo.spec._space import grid_search_space, sample_params, sampling_order
+from hpo.spec._space import apply_engine_params, grid_search_space, sample_params, sampling_order
 
 __all__ = [
+    "apply_engine_params",
     "CategoricalParam",
     "CheckpointSpec",
     "Direction",
@@ -32,6 +34,7 @@ __all__ = [
     "SamplerSpec",
     "StudySpec",
     "TrialSpec",
+    "check_study_name",
     "grid_search_space",
     "load_entrypoint",
     "load_spec",

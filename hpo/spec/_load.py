@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from hpo.exceptions import SpecError
 from hpo.spec._model import CategoricalParam, FloatParam, IntParam, KeyError_, StudySpec
+from hpo.spec._space import apply_engine_params
 
 __all__ = ["load_entrypoint", "load_spec", "spec_from_dict"]
 
@@ -104,7 +105,8 @@ def load_entrypoint(entrypoint: str) -> Callable[..., Any]:
 
 
 def _check_engine_config(spec: StudySpec) -> None:
-    """Let the engine validate the static part of the trial's engine config."""
+    """Let the engine validate the static part of the trial's engine config, and each
+    ``engine.*`` search-space parameter at its bounds or choices."""
     try:
         from engine.config import validate_config
     except ImportError:
@@ -114,6 +116,14 @@ def _check_engine_config(spec: StudySpec) -> None:
         validate_config(cfg, world_size=spec.trial.resources.workers)
     except ValueError as e:
         raise KeyError_("trial.engine", str(e)) from None
+    for name, param in spec.search_space.items():
+        if not name.startswith("engine."):
+            continue
+        for value in getattr(param, "choices", None) or [param.low, param.high]:
+            try:
+                validate_config(apply_engine_params(cfg, {name: value}), world_size=spec.trial.resources.workers)
+            except ValueError as e:
+                raise KeyError_(f"search_space.{name}", f"{e} (with {name} = {value!r})") from None
 
 
 def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:

@@ -12,7 +12,15 @@ import re
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "CategoricalParam",
@@ -28,6 +36,7 @@ __all__ = [
     "SamplerSpec",
     "StudySpec",
     "TrialSpec",
+    "check_study_name",
 ]
 
 
@@ -296,6 +305,16 @@ class CheckpointSpec(_Strict):
     keep: KeepSpec = KeepSpec()
 
 
+def check_study_name(name: str) -> str:
+    """``name`` if it is a safe study name (it names directories), else ValueError."""
+    if not _NAME_RE.match(name) or ".." in name:
+        raise ValueError(
+            f"must be 1-128 letters, digits, '_', '-' or '.', starting with a letter or "
+            f"digit, without '..' (got {name!r})"
+        )
+    return name
+
+
 class StudySpec(_Strict):
     """A whole study: what to optimize, how to search and where to store it."""
 
@@ -321,12 +340,7 @@ class StudySpec(_Strict):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, v: str) -> str:
-        if not _NAME_RE.match(v) or ".." in v:
-            raise ValueError(
-                f"must be 1-128 letters, digits, '_', '-' or '.', starting with a letter or "
-                f"digit, without '..' (got {v!r})"
-            )
-        return v
+        return check_study_name(v)
 
     @field_validator("search_space")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
@@ -9,7 +10,7 @@ if TYPE_CHECKING:
 
     from hpo.spec._model import Param
 
-__all__ = ["grid_search_space", "sample_params", "sampling_order"]
+__all__ = ["apply_engine_params", "grid_search_space", "sample_params", "sampling_order"]
 
 
 def sampling_order(space: Mapping[str, Param]) -> list[str]:
@@ -88,3 +89,17 @@ def grid_search_space(space: Mapping[str, Param]) -> dict[str, list[Any]]:
                 "the grid sampler needs a step for float parameters",
             )
     return grid
+
+
+def apply_engine_params(engine: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The engine config with every ``engine.a.b`` parameter written at key path ``a.b``."""
+    cfg = copy.deepcopy(engine)
+    for name, value in params.items():
+        if not name.startswith("engine."):
+            continue
+        *parents, leaf = name.split(".")[1:]
+        node = cfg
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return cfg

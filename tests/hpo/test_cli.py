@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -82,7 +83,27 @@ def test_progress_counts_a_retried_failure_once(write_study, tmp_path) -> None:
     assert "1/1 trials finished" in res.stdout
 
 
-def test_every_command_has_help_with_an_example(tmp_path) -> None:
-    for cmd in ("optimize", "validate", "status", "best", "trials", "logs"):
-        res = hpo_cli(cmd, "--help", cwd=tmp_path)
-        assert res.returncode == 0 and "example" in res.stdout
+def _commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    found = {}
+    for action in parser._actions:  # noqa: SLF001 - argparse lists subcommands nowhere else
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for name, sub in action.choices.items():
+                found[prefix + name] = sub
+                found.update(_commands(sub, prefix + name + " "))
+    return found
+
+
+def test_every_command_has_help_with_an_example_and_every_option_a_text(tmp_path) -> None:
+    from hpo.cli import build_parser
+
+    commands = _commands(build_parser())
+    assert {"optimize", "validate", "job status", "job logs", "job stop"} <= set(commands)
+    for name, parser in commands.items():
+        text = parser.format_help()
+        assert "example:\n  hpo " + name.split()[0] in text, name
+        assert parser.description, name
+        for action in parser._actions:  # noqa: SLF001
+            if action.option_strings and not isinstance(action, argparse._HelpAction):  # noqa: SLF001
+                assert action.help, f"{name} {action.option_strings}"
+    res = hpo_cli("optimize", "--help", cwd=tmp_path)
+    assert res.returncode == 0 and "example" in res.stdout

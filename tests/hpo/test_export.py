@@ -154,8 +154,11 @@ def test_existing_study_is_refused_and_kept(tmp_path, capsys) -> None:
     _rich_study(url)
     archive = tmp_path / "a.json"
     assert main(["export", "rich", "--storage", url, str(archive)]) == 0
-    assert main(["import", str(archive), "--storage", url]) == 1
+    assert main(["import", str(archive), "--storage", url]) == 2
     assert "already exists" in capsys.readouterr().err
+    assert main(["import", str(archive), "--storage", url, "--study", "bad name!"]) == 2
+    assert "study name must be" in capsys.readouterr().err
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["rich"]
     assert len(optuna.load_study(study_name="rich", storage=url).trials) == 5
 
 

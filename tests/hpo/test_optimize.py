@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import optuna
@@ -9,7 +10,7 @@ from optuna.trial import TrialState
 
 import hpo
 from hpo.execution import ERROR_ATTR, apply_engine_params
-from hpo.reporting import Progress
+from hpo.reporting import PlainProgress, Progress
 
 OBJ = "tests.hpo._objectives"
 
@@ -122,8 +123,10 @@ def test_apply_engine_params_nests_dotted_keys() -> None:
 
 def test_timeout_stops_starting_trials(write_study) -> None:
     spec = hpo.load_spec(write_study({"n_trials": 1000, "timeout": 1, "trial": {"entrypoint": f"{OBJ}:pid"}}))
-    study = hpo.optimize(spec, progress=Progress())
+    out = io.StringIO()
+    study = hpo.optimize(spec, progress=PlainProgress(out))
     assert 0 < len(study.trials) < 1000
+    assert "timeout of 1s reached: no new trial was started after it" in out.getvalue()
 
 
 def test_a_trial_taken_for_lost_while_it_ran_does_not_stop_the_study(write_study, tmp_path, monkeypatch) -> None:
