@@ -9,10 +9,16 @@ from typing import Any, Protocol
 
 from hpo.execution._outcome import TrialResult
 
-__all__ = ["CONTINUE", "PRUNE", "STOP", "Executor", "TrialChannel", "TrialJob"]
+__all__ = ["CONTINUE", "FAILURE_GRACE_S", "PRUNE", "START_TIMEOUT_S", "STOP", "Executor", "TrialChannel", "TrialJob"]
 
 # A running trial's orders at each report, the same for every rank.
 CONTINUE, PRUNE, STOP = 0, 1, 2
+
+# After one rank of a multi-worker trial fails or dies, how long the others get to finish
+# before the gang is killed (they may be blocked in a collective that will never complete).
+FAILURE_GRACE_S = 5.0
+# Starting a gang's workers and forming their process group.
+START_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,11 @@ import math
 import traceback
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from hpo.exceptions import TrialPruned
 
-__all__ = ["Outcome", "TrialResult", "classify"]
+__all__ = ["Outcome", "TrialResult", "classify", "gang_result"]
 
 
 class Outcome(str, Enum):
@@ -81,3 +81,16 @@ def classify(
     if bad:
         return TrialResult(Outcome.FAIL, metrics=metrics, error=f"metric {bad[0][0]!r} is {bad[0][1]}")
     return TrialResult(Outcome.COMPLETE, values=values, metrics=metrics)
+
+
+def gang_result(
+    results: Mapping[int, TrialResult], failure: tuple[int, str] | None, unfinished: Iterable[int], workers: int
+) -> TrialResult:
+    """The result of a trial run by ``workers`` ranks: rank 0's, or a FAIL that names the
+    rank that failed first (``failure``: rank and error) or else the first that did not finish."""
+    unfinished = sorted(unfinished)
+    if failure is None and not unfinished:
+        return results[0]
+    rank, text = failure or (unfinished[0], "did not finish")
+    prefix = f"rank {rank}: " if workers > 1 else ""
+    return TrialResult(Outcome.FAIL, metrics=results[0].metrics if 0 in results else None, error=prefix + text)

@@ -19,8 +19,17 @@ import time
 from multiprocessing.connection import Connection, wait
 
 from hpo.exceptions import HpoError
-from hpo.execution._base import CONTINUE, PRUNE, STOP, Executor, TrialChannel, TrialJob
-from hpo.execution._outcome import Outcome, TrialResult
+from hpo.execution._base import (
+    CONTINUE,
+    FAILURE_GRACE_S,
+    PRUNE,
+    START_TIMEOUT_S,
+    STOP,
+    Executor,
+    TrialChannel,
+    TrialJob,
+)
+from hpo.execution._outcome import Outcome, TrialResult, gang_result
 from hpo.execution._resources import Slot
 
 __all__ = ["ProcessExecutor"]
@@ -30,11 +39,6 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
-
-# After one rank fails, how long the others get to finish before the gang is killed
-# (they may be blocked in a collective that will never complete).
-FAILURE_GRACE_S = 5.0
-START_TIMEOUT_S = 120.0
 
 
 class _Worker:
@@ -163,11 +167,7 @@ class _Gang:
                     fail_deadline = time.monotonic()  # the others cannot finish their collectives
         if pending or len(results) < len(self.procs):
             self.healthy = False  # a rank died or hangs: its process group cannot be trusted
-        if failure is not None or pending:
-            rank, text = failure or (min(pending), "did not finish")
-            prefix = f"rank {rank}: " if len(self.procs) > 1 else ""
-            return TrialResult(Outcome.FAIL, metrics=results.get(0, TrialResult(Outcome.FAIL)).metrics, error=prefix + text)
-        return results[0]
+        return gang_result(results, failure, pending, len(self.procs))
 
     @staticmethod
     def _decide(channel: TrialChannel, value: float, step: int) -> int:

@@ -26,19 +26,14 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from sqlalchemy.engine import make_url
 
 from hpo.exceptions import HpoError, SpecError
-from hpo.execution._base import Executor, TrialChannel, TrialJob
-from hpo.execution._outcome import Outcome, TrialResult
+from hpo.execution._base import FAILURE_GRACE_S, START_TIMEOUT_S, Executor, TrialChannel, TrialJob
+from hpo.execution._outcome import Outcome, TrialResult, gang_result
 from hpo.execution._ray_worker import RankActor
 from hpo.spec import StudySpec
 from hpo.storage import redact_url
 
 __all__ = ["RayExecutor", "check_cluster", "connect"]
 
-# After one rank fails or dies, how long the others get to finish before the gang is
-# killed (they may be blocked in a collective that will never complete).
-FAILURE_GRACE_S = 5.0
-# Starting the actors and forming their process group, once the placement group is ready.
-START_TIMEOUT_S = 120.0
 # Timeout of the gang's collectives (a rank that stops answering fails the others).
 PG_TIMEOUT_S = 300.0
 # How long `close` lets running trials end (at their next report, once the study stops).
@@ -209,12 +204,7 @@ class _Gang:
                     fail_deadline = time.monotonic() + FAILURE_GRACE_S
         if pending or len(results) < self.workers:
             self.healthy = False  # a rank died or hangs: its process group cannot be trusted
-        if failure is not None or pending:
-            rank, text = failure or (min(pending.values()), "did not finish")
-            prefix = f"rank {rank}: " if self.workers > 1 else ""
-            metrics = results[0].metrics if 0 in results else None
-            return TrialResult(Outcome.FAIL, metrics=metrics, error=prefix + text)
-        return results[0]
+        return gang_result(results, failure, pending.values(), self.workers)
 
     def close(self) -> None:
         """Leave the process group cleanly, then release the actors and the placement group."""

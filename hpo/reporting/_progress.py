@@ -58,6 +58,8 @@ class _Tally(Progress):
         self.best: tuple[float, int] | None = None
         self.maximize = False
         self.metric = "value"
+        self.metrics = ["value"]
+        self.study: optuna.Study | None = None
         self.t0 = time.monotonic()
         self.done_here = 0
 
@@ -65,7 +67,10 @@ class _Tally(Progress):
         self.total, self.done = spec.n_trials, done
         self.maximize = spec.study_directions[0].value == "maximize"
         self.metric = spec.metric_names[0]
-        if len(spec.study_directions) == 1:
+        self.metrics = spec.metric_names
+        if len(spec.study_directions) > 1:
+            self.study = study  # for the Pareto front
+        else:
             try:
                 bt = study.best_trial
                 self.best = (bt.value, bt.number)
@@ -104,7 +109,14 @@ class _Tally(Progress):
         return f"{max(0, self.total - self.done) * per:.0f}s"
 
     def best_text(self) -> str:
+        if self.study is not None:  # several objectives: no one best
+            front = len(self.study.best_trials) if self.done_here or self.done else 0
+            return f"{front} trial(s) on the Pareto front" if front else "-"
         return f"{self.best[0]:.6g} (trial {self.best[1]})" if self.best else "-"
+
+    def values_text(self, trial: FrozenTrial) -> str:
+        """`` metric=value`` for each metric of a trial that has values."""
+        return "".join(f" {m}={v:.6g}" for m, v in zip(self.metrics, trial.values or []))
 
 
 class PlainProgress(_Tally):
@@ -124,7 +136,7 @@ class PlainProgress(_Tally):
     def trial_finished(self, trial: FrozenTrial, result: TrialResult) -> None:
         super().trial_finished(trial, result)
         state = result.outcome.value
-        value = f" {self.metric}={trial.values[0]:.6g}" if trial.values else ""
+        value = self.values_text(trial)
         why = f" ({result.error.strip().splitlines()[-1][:160]})" if result.error and state != "COMPLETE" else ""
         self._print(
             f"trial {trial.number} {state}{value}{why} params={trial.params} | "
@@ -136,7 +148,8 @@ class PlainProgress(_Tally):
         self._print(message)
 
     def close(self) -> None:
-        self._print(f"{self.done}/{self.total} trials finished; best {self.metric} {self.best_text()}")
+        best = f"best {self.metric} {self.best_text()}" if self.study is None else self.best_text()
+        self._print(f"{self.done}/{self.total} trials finished; {best}")
 
 
 class RichProgress(_Tally):
@@ -177,7 +190,7 @@ class RichProgress(_Tally):
     def trial_finished(self, trial: FrozenTrial, result: TrialResult) -> None:
         super().trial_finished(trial, result)
         state = {"COMPLETE": "green", "PRUNED": "yellow"}.get(result.outcome.value, "red")
-        value = f" {trial.values[0]:.6g}" if trial.values else ""
+        value = self.values_text(trial)
         self.live.console.print(f"[{state}]trial {trial.number} {result.outcome.value}[/]{value} {trial.params}")
 
     def note(self, message: str) -> None:

@@ -72,7 +72,7 @@ def check_url(url: str) -> URL:
 
 def _normalize(url: str) -> str:
     u = check_url(url)
-    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+    if u.get_backend_name() == "sqlite":  # a file: check_url refuses an in-memory database
         db = Path(u.database).expanduser()
         db.parent.mkdir(parents=True, exist_ok=True)
         # WAL lets readers and one writer work at once; it is a property of the file, set
