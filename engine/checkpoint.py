@@ -126,6 +126,14 @@ def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state(state["torch_cuda"])
 
 
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def save_checkpoint(
     path: str | os.PathLike[str], *, model: nn.Module, optimizer: torch.optim.Optimizer, extra: dict[str, Any]
 ) -> None:
@@ -149,7 +157,10 @@ def save_checkpoint(
     skeleton = _split_tensors({"model": model_sd, "optim": optim_sd}, "", tensors)
     with _dcp_context() as no_dist:
         dcp.save(tensors, checkpoint_id=tmp, no_dist=no_dist)
-    torch.save(_rng_state(), tmp / "rng" / f"rank_{rank}.pt")
+    with open(tmp / "rng" / f"rank_{rank}.pt", "wb") as handle:
+        torch.save(_rng_state(), handle)
+        handle.flush()
+        os.fsync(handle.fileno())
     if rank == 0:
         world_size = dist.get_world_size() if dist.is_initialized() else 1
         document = {"format": _FORMAT, "world_size": world_size, "state": skeleton, "extra": extra}
@@ -163,6 +174,7 @@ def save_checkpoint(
         if path.exists():
             os.replace(path, old)
         os.replace(tmp, path)
+        _fsync_dir(path.parent)  # the rename itself survives a power loss
         shutil.rmtree(old, ignore_errors=True)
     _barrier()
 

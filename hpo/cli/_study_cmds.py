@@ -37,10 +37,21 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         raise SpecError(e.message, file=args.spec, key=e.key) from None  # what the study file says is refused
     from optuna.trial import TrialState
 
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        print("no trial completed; see `hpo trials` for the errors", file=sys.stderr)
-        return EXIT_STUDY
-    return EXIT_OK
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.COMPLETE for t in trials):
+        return EXIT_OK
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and t.last_step is not None]
+    failed = sum(t.state == TrialState.FAIL for t in trials)
+    text = f"no trial completed ({len(pruned)} pruned, {failed} failed)"
+    if pruned:  # e.g. a timeout before any paused trial was promoted to the end
+        sign = 1.0 if spec.study_directions[0].value == "maximize" else -1.0
+        top = max(pruned, key=lambda t: (t.last_step, sign * t.intermediate_values[t.last_step]))
+        text += (f"; the furthest trained is trial {top.number}: {spec.metric_names[0]}="
+                 f"{top.intermediate_values[top.last_step]:.6g} at step {top.last_step}")
+    if failed:
+        text += "; see `hpo trials` for the errors"
+    print(text, file=sys.stderr)
+    return EXIT_STUDY
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

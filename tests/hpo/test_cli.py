@@ -107,3 +107,15 @@ def test_every_command_has_help_with_an_example_and_every_option_a_text(tmp_path
                 assert action.help, f"{name} {action.option_strings}"
     res = hpo_cli("optimize", "--help", cwd=tmp_path)
     assert res.returncode == 0 and "example" in res.stdout
+
+
+def test_a_study_without_a_completed_trial_says_how_far_it_got(write_study, tmp_path) -> None:
+    path = write_study({
+        "n_trials": 3, "metric": "score", "direction": "maximize", "pruner": {"type": "threshold", "lower": 0.9},
+        "trial": {"entrypoint": "hpo.tasks.synthetic:curve", "max_epochs": 3},
+        "search_space": {"quality": {"type": "float", "low": 0.1, "high": 0.5}},
+    })
+    res = hpo_cli("optimize", str(path), cwd=tmp_path)
+    assert res.returncode == 1
+    assert "no trial completed (3 pruned, 0 failed); the furthest trained is trial" in res.stderr
+    assert "score=" in res.stderr and "at step 1" in res.stderr and "hpo trials" not in res.stderr
