@@ -8,10 +8,13 @@ with ``--peak-tflops``). Goal: MFU >= 45%. Takes well under 3 minutes.
 
     python benchmarks/engine_gpu_mfu.py [--compile] [--micro-batch 16] [--steps 30]
     python benchmarks/engine_gpu_mfu.py --compile --compile-loss --micro-batch 32
+    python benchmarks/engine_gpu_mfu.py --compile-model --compile-loss --bf16-logits --micro-batch 32
 
 ``--compile`` compiles each transformer block (``--compile-model``: the whole model in one
 graph); ``--compile-loss`` compiles the cross-entropy, so the fp32 upcast of the
-16x1024x50304 logits is fused into the softmax instead of written to memory.
+16x1024x50304 logits is fused into the softmax instead of written to memory; that needs
+``--bf16-logits`` (engine ``fp32_outputs: false``), or the engine has already written the
+fp32 copy before the loss sees the logits.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile each transformer block")
     parser.add_argument("--compile-model", action="store_true", help="torch.compile the whole model")
     parser.add_argument("--compile-loss", action="store_true", help="torch.compile the cross-entropy")
+    parser.add_argument("--bf16-logits", action="store_true",
+                        help="engine fp32_outputs: false, so the loss upcasts the logits itself")
     parser.add_argument("--micro-batch", type=int, default=16)
     parser.add_argument("--accum", type=int, default=1)
     parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps")
@@ -62,6 +67,7 @@ def main() -> None:
                                                    "fused": True}},
         "gradient_clipping": 1.0,
         "bf16": {"enabled": True},
+        "fp32_outputs": not args.bf16_logits,
     }, peak_flops=args.peak_tflops * 1e12)
     gen = torch.Generator(device=eng.device).manual_seed(0)
     tokens = torch.randint(0, CFG.vocab_size, (args.micro_batch, CFG.block_size + 1), device=eng.device,
@@ -92,7 +98,7 @@ def main() -> None:
     tok_s = tokens_per_step * args.steps / wall
     mfu = model.flops_per_token(CFG.block_size) * tok_s / (args.peak_tflops * 1e12)
     print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}  compile={'model' if args.compile_model else 'blocks' if args.compile else 'no'} "
-          f"compiled loss={args.compile_loss}")
+          f"compiled loss={args.compile_loss} bf16 logits={args.bf16_logits}")
     print(f"model: GPT {model.num_params() / 1e6:.1f}M params, batch {eng.train_batch_size}x{CFG.block_size} "
           f"tokens/step, bf16, fused AdamW, clip 1.0")
     print(f"step time {wall / args.steps * 1e3:.1f} ms, tokens/s {tok_s:,.0f}, "

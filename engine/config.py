@@ -55,7 +55,7 @@ _TOP = Section(
     known=frozenset({
         "train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "batch_size",
         "optimizer", "learning_rate", "scheduler", "fp16", "bf16", "bfloat16", "mixed_precision", "precision",
-        "zero_optimization", "gradient_clipping", "tensor_parallel", "activation_checkpointing",
+        "zero_optimization", "gradient_clipping", "tensor_parallel", "activation_checkpointing", "fp32_outputs",
     }),
     ignored=frozenset({
         "steps_per_print", "wall_clock_breakdown", "dump_state", "prescale_gradients",

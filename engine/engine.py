@@ -105,7 +105,8 @@ class Engine:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Forward on this rank's micro-batch; tensors are moved to :attr:`device`.
 
-        Runs under the configured autocast; floating-point outputs are returned as fp32.
+        Runs under the configured autocast; floating-point outputs are returned as fp32
+        (unless the config says ``fp32_outputs: false``).
         On accumulation micro-steps the gradient reduction of the following backward is
         skipped (``DDP.no_sync`` / FSDP ``set_requires_gradient_sync``).
         """
@@ -124,7 +125,7 @@ class Engine:
             set_gradient_sync(self.module, self.zero_stage, boundary=self.is_accumulation_boundary)
         with sync, self.precision.forward_context():
             output = self.module(*args, **kwargs)
-        return _to_float32(output) if self.precision.autocast else output
+        return _to_float32(output) if self.precision.autocast and self.precision.fp32_outputs else output
 
     forward = __call__
 

@@ -80,6 +80,10 @@ class PrecisionConfig:
     """fp32, bf16 or fp16."""
     loss_scale: LossScaleConfig = field(default_factory=LossScaleConfig)
     """Used only when ``type`` is fp16."""
+    fp32_outputs: bool = True
+    """bf16/fp16: floating outputs of the forward come back as fp32. False keeps the
+    compute dtype, so a loss can do its own upcast (a compiled loss fuses it instead of
+    writing an fp32 copy of, say, a language model's logits)."""
 
 
 _FP16 = Section(
@@ -100,7 +104,7 @@ _NAMES = {"fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16",
 
 
 def parse_precision(raw: dict[str, Any], ignored_out: list[str]) -> PrecisionConfig:
-    """Read ``fp16``, ``bf16`` (or ``bfloat16``), ``mixed_precision`` and ``precision``.
+    """Read ``fp16``, ``bf16`` (or ``bfloat16``), ``mixed_precision``, ``precision`` and ``fp32_outputs``.
 
     ``mixed_precision: true`` means bf16; a string names the precision like ``precision``.
     All keys that are given must agree.
@@ -137,7 +141,8 @@ def parse_precision(raw: dict[str, Any], ignored_out: list[str]) -> PrecisionCon
         consecutive_hysteresis=as_bool(fp16.get("consecutive_hysteresis", False), "fp16.consecutive_hysteresis"),
         min_loss_scale=as_float(fp16.get("min_loss_scale", 1.0), "fp16.min_loss_scale"),
     )
-    return PrecisionConfig(type=kind, loss_scale=scale)
+    fp32_outputs = as_bool(raw.get("fp32_outputs", True), "fp32_outputs")
+    return PrecisionConfig(type=kind, loss_scale=scale, fp32_outputs=fp32_outputs)
 
 
 class Precision:
@@ -148,9 +153,10 @@ class Precision:
 
     type: PrecisionType = PrecisionType.FP32
 
-    def __init__(self, device_type: str, *, autocast: bool) -> None:
+    def __init__(self, device_type: str, *, autocast: bool, fp32_outputs: bool = True) -> None:
         self.device_type = device_type
         self.autocast = autocast and self.type is not PrecisionType.FP32
+        self.fp32_outputs = fp32_outputs
 
     def forward_context(self) -> contextlib.AbstractContextManager[Any]:
         """The context the forward pass runs in (autocast, unless FSDP casts instead)."""
@@ -159,13 +165,14 @@ class Precision:
         return torch.autocast(self.device_type, dtype=self.type.dtype)
 
     def mixed_precision_policy(self, *, root: bool) -> MixedPrecisionPolicy:
-        """The FSDP policy: low-precision compute, fp32 gradient reduction and root outputs."""
+        """The FSDP policy: low-precision compute, fp32 gradient reduction and (unless
+        ``fp32_outputs`` is off) fp32 root outputs."""
         if self.type is PrecisionType.FP32:
             return MixedPrecisionPolicy()
         return MixedPrecisionPolicy(
             param_dtype=self.type.dtype,
             reduce_dtype=torch.float32,
-            output_dtype=torch.float32 if root else None,
+            output_dtype=torch.float32 if root and self.fp32_outputs else None,
         )
 
     @property
@@ -269,8 +276,10 @@ class FP16Precision(Precision):
 
     type = PrecisionType.FP16
 
-    def __init__(self, device_type: str, *, autocast: bool, loss_scale: LossScaleConfig) -> None:
-        super().__init__(device_type, autocast=autocast)
+    def __init__(
+        self, device_type: str, *, autocast: bool, loss_scale: LossScaleConfig, fp32_outputs: bool = True
+    ) -> None:
+        super().__init__(device_type, autocast=autocast, fp32_outputs=fp32_outputs)
         self.scaler = DynamicLossScaler(loss_scale)
 
     @property
@@ -305,7 +314,8 @@ class FP16Precision(Precision):
 def build_precision(config: PrecisionConfig, device_type: str, *, autocast: bool) -> Precision:
     """The :class:`Precision` for ``config``; ``autocast=False`` when FSDP casts instead."""
     if config.type is PrecisionType.FP16:
-        return FP16Precision(device_type, autocast=autocast, loss_scale=config.loss_scale)
+        return FP16Precision(device_type, autocast=autocast, loss_scale=config.loss_scale,
+                             fp32_outputs=config.fp32_outputs)
     if config.type is PrecisionType.BF16:
-        return BF16Precision(device_type, autocast=autocast)
+        return BF16Precision(device_type, autocast=autocast, fp32_outputs=config.fp32_outputs)
     return Precision(device_type, autocast=autocast)

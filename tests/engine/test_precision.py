@@ -91,3 +91,22 @@ def test_fp16_single_process_trains_with_loss_scale() -> None:
         eng.backward(F.cross_entropy(eng(x), y))
         assert eng.step()
     assert eng.metrics().loss_scale == 2.0**16
+
+
+def test_fp32_outputs_false_keeps_the_compute_dtype_and_the_same_training() -> None:
+    """With the upcast left to the loss, outputs are bf16 and the loss and gradients match."""
+    from _dist import make_gpt
+
+    idx = torch.randint(0, 11, (4, 8))
+    grads = {}
+    for fp32_outputs in (True, False):
+        eng = engine.initialize(make_gpt(), {"batch_size": 4, "precision": "bf16", "fp32_outputs": fp32_outputs})
+        logits = eng(idx)
+        assert logits.dtype == (torch.float32 if fp32_outputs else torch.bfloat16)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), idx.flatten())
+        eng.backward(loss)
+        grads[fp32_outputs] = [p.grad.clone() for p in eng.module.parameters()]
+    for a, b in zip(grads[True], grads[False], strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(engine.ConfigError, match="fp32_outputs"):
+        engine.initialize(make_gpt(), {"precision": "bf16", "fp32_outputs": "sometimes"})
