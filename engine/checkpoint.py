@@ -205,6 +205,38 @@ def _check_data_files(path: Path) -> None:
             raise CheckpointError(f"checkpoint {str(path)!r}: data file {name} is incomplete ({found})")
 
 
+def _read_files(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+    """The state document and this rank's RNG state, once every file checks out."""
+    state_file = path / _STATE_FILE
+    if not state_file.is_file():
+        raise CheckpointError(f"{str(path)!r} is not a checkpoint: {_STATE_FILE} is missing")
+    try:
+        document = json.loads(state_file.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {str(path)!r}: unreadable {_STATE_FILE} ({e})") from None
+    if not isinstance(document, dict) or document.get("format") != _FORMAT:
+        raise CheckpointError(f"checkpoint {str(path)!r}: format is not {_FORMAT}")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    rng_file = path / "rng" / f"rank_{rank}.pt"
+    rng = None
+    if rng_file.is_file():
+        try:
+            rng = torch.load(rng_file, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - weights_only refusals and corrupt files alike
+            raise CheckpointError(f"checkpoint {str(path)!r}: unreadable {rng_file.name} ({e})") from None
+    _check_data_files(path)
+    return document, rng
+
+
+def _any_rank(problem: str | None) -> str | None:
+    """The first rank's problem, on every rank (collective when a process group exists)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return problem
+    problems: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(problems, problem)
+    return next((f"rank {r}: {p}" for r, p in enumerate(problems) if p is not None), None)
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], *, model: nn.Module, optimizer: torch.optim.Optimizer
 ) -> dict[str, Any]:
@@ -225,24 +257,16 @@ def load_checkpoint(
             and optimizer are then partly loaded and must not be trained on.
     """
     path = _complete(Path(path))
-    state_file = path / _STATE_FILE
-    if not state_file.is_file():
-        raise CheckpointError(f"{str(path)!r} is not a checkpoint: {_STATE_FILE} is missing")
     try:
-        document = json.loads(state_file.read_text())
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {str(path)!r}: unreadable {_STATE_FILE} ({e})") from None
-    if not isinstance(document, dict) or document.get("format") != _FORMAT:
-        raise CheckpointError(f"checkpoint {str(path)!r}: format is not {_FORMAT}")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    rng_file = path / "rng" / f"rank_{rank}.pt"
-    rng = None
-    if rng_file.is_file():
-        try:
-            rng = torch.load(rng_file, weights_only=True)
-        except Exception as e:  # noqa: BLE001 - weights_only refusals and corrupt files alike
-            raise CheckpointError(f"checkpoint {str(path)!r}: unreadable {rng_file.name} ({e})") from None
-    _check_data_files(path)
+        document, rng = _read_files(path)
+        problem = None
+    except CheckpointError as e:
+        document, rng, problem = {}, None, str(e)
+    # Every rank refuses, or none does: a rank that started over alone would leave the others
+    # waiting in the collectives of the load.
+    problem = _any_rank(problem)
+    if problem is not None:
+        raise CheckpointError(problem)
     fresh_optimizer = not optimizer.state
     model_sd, optim_sd = get_state_dict(model, optimizer)  # gives a fresh optimizer its state
     current: dict[str, torch.Tensor] = {}

@@ -67,6 +67,12 @@ class ShardedLoader:
             collate_fn=collate_fn,
             pin_memory=device.type == "cuda",
         )
+        if len(self) == 0 and len(self.sampler) > 0:
+            raise ValueError(
+                f"an epoch would train nothing: this rank's {len(self.sampler)} sample(s) do not fill one optimizer "
+                f"step of {accumulation_steps} micro-batch(es) of {micro_batch_size}; use a smaller batch size "
+                "or drop_last=False"
+            )
 
     def __len__(self) -> int:
         """Micro-batches per epoch on this rank."""

@@ -7,6 +7,7 @@ flag or argument), 130 interrupted. ``--traceback`` shows Python tracebacks.
 from __future__ import annotations
 
 import os
+import select
 import sys
 from typing import Sequence
 
@@ -54,6 +55,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # another pipe: a real error
         # The reader went away (`hpo trials ... | head`): nothing left to say to it.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+
+
+def _stdout_closed() -> bool:
+    """Whether the reader of stdout has gone (a pipe whose other end is closed)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False

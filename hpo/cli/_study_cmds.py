@@ -32,8 +32,9 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     except SpecError as e:
         if e.file is not None or (e.key or "").startswith("--"):
             raise
-        if e.key == "storage" and args.storage is not None:
-            raise SpecError(e.message, key="--storage") from None
+        flag = (e.key or "").replace("_", "-")
+        if e.key in ("storage", "n_trials", "concurrency", "timeout") and getattr(args, e.key) is not None:
+            raise SpecError(e.message, key=f"--{flag}") from None
         raise SpecError(e.message, file=args.spec, key=e.key) from None  # what the study file says is refused
     from optuna.trial import TrialState
 
@@ -70,10 +71,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     name, url, n = resolve_study(args)
     study = load_study(name, url)
-    if n is None:  # named, not given as a file: the budget of the spec it last ran with
-        from hpo.execution._study import SPEC_ATTR
+    if n is None:  # named, not given as a file: the budget of its latest run
+        from hpo.execution._study import N_TRIALS_ATTR, SPEC_ATTR
 
-        n = (study.user_attrs.get(SPEC_ATTR) or {}).get("n_trials")
+        n = study.user_attrs.get(N_TRIALS_ATTR, (study.user_attrs.get(SPEC_ATTR) or {}).get("n_trials"))
     s = status_summary(study, n)
     s["storage"] = redact_url(url)
     from hpo.execution._optimize import CHECKPOINT_ROOT_ATTR

@@ -80,7 +80,7 @@ class TrialContext:
         self._last_reported = max(self._last_reported, int(step))
         if prune:
             raise TrialPruned(f"pruned at step {step} (value {value:.6g})")
-        if int(step) < self.max_epochs and self.should_stop():
+        if int(step) != self.max_epochs and self.should_stop():
             # After the report, so that a continuation resumes from this step. After the last
             # report the trial has only its result left to return: that is worth more.
             raise self._interrupt()

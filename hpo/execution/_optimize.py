@@ -180,7 +180,8 @@ class _Loop:
             self.executor.close()
             self.heartbeats.close()
             self.study_lock.close()
-        if self.deadline is not None and time.monotonic() >= self.deadline and not self.errors:
+        if (self.deadline is not None and time.monotonic() >= self.deadline and not self.errors
+                and not budget(self.storage, self.study_id, self.spec.n_trials).finished):
             self.progress.note(f"timeout of {self.spec.timeout:g}s reached: no new trial was started after it")
         if self.spec.checkpoints.enabled:
             with study_lock(self.storage, self.spec.name):

@@ -79,6 +79,10 @@ class _Worker:
         os.close(self.sentinel)
 
 
+class _GangLost(Exception):
+    """A worker of a warm gang died between trials: the job never started."""
+
+
 class _Gang:
     """The processes of one trial slot."""
 
@@ -119,8 +123,17 @@ class _Gang:
                 raise HpoError(f"workers did not form a process group within {START_TIMEOUT_S:.0f}s")
 
     def run(self, job: TrialJob, channel: TrialChannel) -> TrialResult:
-        for conn in self.conns:
-            conn.send(("run", job))
+        """Run ``job`` on every rank; raises _GangLost if a worker died while idle."""
+        dead = [r for r, proc in enumerate(self.procs) if not proc.is_alive()]
+        if dead:
+            self.healthy = False
+            raise _GangLost(f"rank {dead[0]} exited with code {self.procs[dead[0]].exitcode} while idle")
+        try:
+            for conn in self.conns:
+                conn.send(("run", job))
+        except OSError as e:  # BrokenPipeError, ConnectionResetError
+            self.healthy = False
+            raise _GangLost(str(e)) from None
         results: dict[int, TrialResult] = {}
         failure: tuple[int, str] | None = None
         fail_deadline: float | None = None
@@ -217,20 +230,35 @@ class ProcessExecutor(Executor):
         slot, gang = self._free.get()
         try:
             if gang is None or not gang.healthy:
-                gang = _Gang(slot, self.workers, self.pg_timeout_s)
-                with self._lock:
-                    self._gangs.add(gang)
-            result = gang.run(job, channel)
+                gang = self._start(slot)
+            try:
+                result = gang.run(job, channel)
+            except _GangLost:  # the trial has not started: run it on fresh workers
+                self._stop(gang)
+                gang = None
+                gang = self._start(slot)
+                result = gang.run(job, channel)
         except HpoError as e:
             return TrialResult(Outcome.FAIL, error=str(e))
+        except _GangLost as e:
+            return TrialResult(Outcome.FAIL, error=f"workers died twice before the trial started: {e}")
         finally:
             if gang is not None and (not gang.healthy or not self.reuse):
-                gang.kill()
-                with self._lock:
-                    self._gangs.discard(gang)
+                self._stop(gang)
                 gang = None
             self._free.put((slot, gang))
         return result
+
+    def _start(self, slot: Slot) -> _Gang:
+        gang = _Gang(slot, self.workers, self.pg_timeout_s)
+        with self._lock:
+            self._gangs.add(gang)
+        return gang
+
+    def _stop(self, gang: _Gang) -> None:
+        gang.kill()
+        with self._lock:
+            self._gangs.discard(gang)
 
     def close(self) -> None:
         """Stop every worker process."""

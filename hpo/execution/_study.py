@@ -8,7 +8,6 @@ import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import optuna
 import sqlalchemy as sa
@@ -17,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.exceptions import SpecError, StorageError, StudyNotFoundError
 from hpo.execution._resume import CONTINUES_ATTR, enqueue_continuation
 from hpo.spec import StudySpec
-from hpo.storage import check_url, count_trials, create_storage, redact_url
+from hpo.storage import count_trials, create_storage, redact_url, require_database
 
 __all__ = ["Budget", "budget", "fail_lost_trials", "load_study", "open_study", "report", "tell"]
 
@@ -31,6 +30,7 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed", category=UserWarning)
 
 SPEC_ATTR = "hpo:spec"
+N_TRIALS_ATTR = "hpo:n_trials"
 # A trial lost with its orchestrator (not its own fault) may be continued this many more
 # times than trial.max_retries allows for its own failures.
 STALE_RETRIES = 3
@@ -95,6 +95,8 @@ def open_study(spec: StudySpec, *, seed_offset: bool = True) -> tuple[optuna.Stu
     if SPEC_ATTR not in study.user_attrs:
         study.set_user_attr(SPEC_ATTR, json.loads(spec.model_dump_json()))
         study.set_metric_names(spec.metric_names)
+    if study.user_attrs.get(N_TRIALS_ATTR) != spec.n_trials:
+        study.set_user_attr(N_TRIALS_ATTR, spec.n_trials)  # the budget of the latest run
     return study, storage
 
 
@@ -105,9 +107,7 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
         StudyNotFoundError: No such study in that database, or no SQLite file at all (a
             read creates nothing).
     """
-    url = check_url(storage_url)
-    if url.get_backend_name() == "sqlite" and not Path(url.database or "").expanduser().is_file():
-        raise StudyNotFoundError(f"no study {name!r}: there is no database file {url.database!r}")
+    require_database(storage_url, name)
     storage = create_storage(storage_url)
     try:
         return optuna.load_study(study_name=name, storage=storage)

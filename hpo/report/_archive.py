@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from hpo.exceptions import SpecError, StorageError, StudyNotFoundError
 from hpo.execution import ERROR_ATTR, enqueue_continuation
 from hpo.spec import check_study_name
-from hpo.storage import create_storage, redact_url
+from hpo.storage import create_storage, redact_url, require_database
 
 __all__ = ["ARCHIVE_FORMAT", "export_study", "import_study"]
 
@@ -47,6 +47,7 @@ def export_study(study_name: str, storage_url: str) -> dict[str, Any]:
         StudyNotFoundError: No such study in that database.
         StorageError: The database cannot be read.
     """
+    require_database(storage_url, study_name)
     storage = create_storage(storage_url)
     try:
         try:

@@ -60,6 +60,7 @@ class _Tally(Progress):
         self.metric = "value"
         self.metrics = ["value"]
         self.study: optuna.Study | None = None
+        self.front = 0  # Pareto-optimal trials, with several objectives
         self.t0 = time.monotonic()
         self.done_here = 0
 
@@ -70,6 +71,7 @@ class _Tally(Progress):
         self.metrics = spec.metric_names
         if len(spec.study_directions) > 1:
             self.study = study  # for the Pareto front
+            self.front = len(study.best_trials)
         else:
             try:
                 bt = study.best_trial
@@ -86,7 +88,10 @@ class _Tally(Progress):
             self.running[number] = f"step {step}: {value:.4g}"
 
     def trial_finished(self, trial: FrozenTrial, result: TrialResult) -> None:
+        # Read here, once per finished trial, not at every redraw.
+        front = len(self.study.best_trials) if self.study is not None and trial.values else self.front
         with self.lock:
+            self.front = front
             self.running.pop(trial.number, None)
             if result.outcome.value == "INTERRUPTED":
                 return  # queued again: it will finish in a later run
@@ -110,8 +115,7 @@ class _Tally(Progress):
 
     def best_text(self) -> str:
         if self.study is not None:  # several objectives: no one best
-            front = len(self.study.best_trials) if self.done_here or self.done else 0
-            return f"{front} trial(s) on the Pareto front" if front else "-"
+            return f"{self.front} trial(s) on the Pareto front" if self.front else "-"
         return f"{self.best[0]:.6g} (trial {self.best[1]})" if self.best else "-"
 
     def values_text(self, trial: FrozenTrial) -> str:

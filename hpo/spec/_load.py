@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -119,16 +120,27 @@ def _check_engine_config(spec: StudySpec) -> None:
     for name, param in spec.search_space.items():
         if not name.startswith("engine."):
             continue
-        for value in getattr(param, "choices", None) or [param.low, param.high]:
+        for value in getattr(param, "choices", None) or [param.low, _top(param)]:
             try:
                 validate_config(apply_engine_params(cfg, {name: value}), world_size=spec.trial.resources.workers)
             except ValueError as e:
                 raise KeyError_(f"search_space.{name}", f"{e} (with {name} = {value!r})") from None
 
 
+def _top(param: Any) -> float:
+    """The highest value a stepped parameter can take (``high`` may lie off its grid)."""
+    step = getattr(param, "step", None)
+    if not step:
+        return param.high
+    if isinstance(param.low, int) and isinstance(step, int):
+        return param.low + (param.high - param.low) // step * step
+    low, high, q = (Decimal(str(v)) for v in (param.low, param.high, step))  # as Optuna rounds it
+    return float(low + (high - low) // q * q)
+
+
 def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError("file not found", file=str(path)) from None
     except OSError as e:

@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from hpo.exceptions import SpecError, StorageError
+from hpo.exceptions import SpecError, StorageError, StudyNotFoundError
 from hpo.storage._lock import creation_lock
 
-__all__ = ["check_url", "count_trials", "create_storage", "redact_url"]
+__all__ = ["check_url", "count_trials", "create_storage", "redact_url", "require_database"]
 
 # Seconds a SQLite writer waits for the lock before "database is locked".
 _SQLITE_BUSY_TIMEOUT_S = 120
@@ -38,40 +38,52 @@ def redact_url(url: str) -> str:
         return "<unparsable database URL>"
 
 
-def check_url(url: str) -> URL:
+def check_url(url: str, *, driver: bool = False) -> URL:
     """Parse the URL of a study database (``postgresql://`` means psycopg 3), or raise
     SpecError (key ``storage``) saying why no study can be kept there: not a URL, an unknown
-    database, a driver that is not installed, or an in-memory SQLite database (it ends with
-    the process)."""
-    shown = url if "@" not in url else "...@" + url.rsplit("@", 1)[1]  # never a password
+    database, an in-memory SQLite database (it ends with the process) or, with ``driver``,
+    a database driver that is not installed here (validating a file for another machine
+    does not need it)."""
     try:
         u = make_url(url)
     except ArgumentError:
+        shown = url if "@" not in url else "...@" + url.rsplit("@", 1)[1]  # never a password
         raise SpecError(
             f"not a database URL (e.g. sqlite:///hpo.db, postgresql://user@host/db): {shown!r}", key="storage"
         ) from None
     if u.drivername in ("postgresql", "postgres"):
         u = u.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver we ship
+    shown = redact_url(url)
     try:
         dialect = u.get_dialect()
     except NoSuchModuleError:
         raise SpecError(f"unknown database {u.drivername!r} in {shown!r}: use sqlite, postgresql or mysql",
                         key="storage") from None
-    try:
-        dialect.import_dbapi()
-    except ImportError as e:
-        raise SpecError(f"the driver for {u.drivername!r} is not installed ({e})", key="storage") from None
     if u.get_backend_name() == "sqlite" and (not u.database or u.database == ":memory:"):
         raise SpecError(
             f"{shown!r} is an in-memory SQLite database, which ends with the process: name a file, "
             "e.g. sqlite:///hpo.db",
             key="storage",
         )
+    if driver:
+        try:
+            dialect.import_dbapi()
+        except ImportError as e:
+            hint = " (pip install 'hpo[postgres]')" if u.get_backend_name() == "postgresql" else ""
+            raise SpecError(f"the driver for {u.drivername!r} is not installed{hint}: {e}", key="storage") from None
     return u
 
 
-def _normalize(url: str) -> str:
+def require_database(url: str, study: str) -> None:
+    """Raise StudyNotFoundError for a SQLite database file that does not exist, so a command
+    that only reads study ``study`` says so instead of creating the file."""
     u = check_url(url)
+    if u.get_backend_name() == "sqlite" and not Path(u.database or "").expanduser().is_file():
+        raise StudyNotFoundError(f"no study {study!r}: there is no database file {u.database!r}")
+
+
+def _normalize(url: str) -> str:
+    u = check_url(url, driver=True)
     if u.get_backend_name() == "sqlite":  # a file: check_url refuses an in-memory database
         db = Path(u.database).expanduser()
         db.parent.mkdir(parents=True, exist_ok=True)

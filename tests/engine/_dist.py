@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -171,3 +172,19 @@ def process_groups_after_engines(config: dict[str, Any], count: int) -> list[int
         del eng
         alive.append(len(c10d._world.pg_map))  # noqa: SLF001 - no public count
     return alive
+
+
+def load_with_one_damaged_rng_file(path: str, bad_rank: int) -> str:
+    """Save on every rank, damage one rank's RNG file, load: every rank must refuse alike."""
+    eng = engine.initialize(make_mlp(), {"train_batch_size": 8})
+    train_steps(eng, "mlp", 0, 1)
+    eng.save_checkpoint(path)
+    if dist.get_rank() == 0:
+        (Path(path) / "rng" / f"rank_{bad_rank}.pt").write_bytes(b"not a tensor file")
+    dist.barrier()
+    fresh = engine.initialize(make_mlp(), {"train_batch_size": 8})
+    try:
+        fresh.load_checkpoint(path)
+    except engine.CheckpointError as e:
+        return str(e)
+    raise AssertionError(f"rank {dist.get_rank()} loaded a checkpoint that another rank refused")

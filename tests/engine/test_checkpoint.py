@@ -9,7 +9,7 @@ import torch
 
 import engine
 import engine.checkpoint as ckpt
-from _dist import full_params, make_mlp, run_checkpoint_save, train_steps
+from _dist import full_params, load_with_one_damaged_rng_file, make_mlp, run_checkpoint_save, train_steps
 
 CONFIG = {
     "train_batch_size": 16,
@@ -158,3 +158,10 @@ def test_a_checkpoint_resumed_with_another_accumulation_count_starts_a_whole_win
         stepped.append(other.step())
     assert stepped == [False, False, False, True]
     assert other.global_step == 4
+
+
+@pytest.mark.timeout(120)
+def test_a_checkpoint_one_rank_cannot_read_is_refused_by_every_rank(tmp_path: Path) -> None:
+    """A rank that started over alone would leave the others in the load's collectives."""
+    message = engine.launch(load_with_one_damaged_rng_file, world_size=2, args=(str(tmp_path / "c"), 1), timeout_s=100)
+    assert message.startswith("rank 1: ") and "unreadable rank_1.pt" in message

@@ -89,3 +89,11 @@ def test_activation_checkpointing_gives_same_gradients() -> None:
         grads.append({n: p.grad.clone() for n, p in eng.module.named_parameters()})
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad)
+
+
+def test_a_dataloader_whose_epoch_would_train_nothing_is_refused() -> None:
+    eng = engine.initialize(make_mlp(), {"train_batch_size": 64, "train_micro_batch_size_per_gpu": 8})
+    data = TensorDataset(torch.randn(50, 16), torch.randint(0, 5, (50,)))  # 6 micro-batches, a step takes 8
+    with pytest.raises(ValueError, match="an epoch would train nothing"):
+        eng.dataloader(data)
+    assert len(eng.dataloader(data, drop_last=False)) == 7

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -61,7 +63,38 @@ def test_bad_flag_is_exit_2(tmp_path) -> None:
     assert res.returncode == 2 and "error: --n-trials: Input should be greater than or equal to 1 (got 0)" in res.stderr
     res = hpo_cli("optimize", str(REPO / "studies" / "quickstart.yaml"), "--storage", "bogus://x", cwd=tmp_path)
     assert res.returncode == 2 and "error: --storage: unknown database 'bogus'" in res.stderr, res.stderr
+    res = hpo_cli("optimize", str(REPO / "studies" / "quickstart.yaml"), "--concurrency", "64", cwd=tmp_path)
+    assert res.returncode == 2 and "error: --concurrency: " in res.stderr, res.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_commands_that_read_create_no_database(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'sub' / 'none.db'}"
+    for cmd in (("status", "x"), ("trials", "x"), ("best", "x"), ("export", "x", "-")):
+        res = hpo_cli(*cmd, "--storage", url, cwd=tmp_path)
+        assert res.returncode == 1 and "there is no database file" in res.stderr, (cmd, res.stderr)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch) -> None:
+    from hpo.cli import _study_cmds, main
+
+    def broken(args) -> int:
+        raise BrokenPipeError(32, "a worker's pipe")
+
+    monkeypatch.setattr(_study_cmds, "_cmd_validate", broken)
+    with pytest.raises(BrokenPipeError):
+        main(["validate", str(REPO / "studies" / "quickstart.yaml")])
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(write_study, tmp_path) -> None:
+    path = write_study({"n_trials": 300})  # more JSON than a pipe holds
+    assert hpo_cli("optimize", str(path), "--quiet", cwd=tmp_path).returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run(f"'{sys.executable}' -m hpo.cli trials '{path}' --format json | head -c 10; "
+                         "echo \" ${PIPESTATUS[0]}\"", shell=True, executable="/bin/bash", capture_output=True,
+                         text=True, cwd=tmp_path, env=env, timeout=120)
+    assert run.stdout.endswith(" 0\n") and "Traceback" not in run.stderr, run.stderr
 
 
 def test_a_study_continued_with_another_metric_is_refused(write_study, tmp_path) -> None:

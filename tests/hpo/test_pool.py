@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -183,3 +184,44 @@ def test_a_report_the_database_refuses_fails_the_trial_not_the_study(write_study
                  study_name="t", n_trials=2, storage=f"sqlite:///{tmp_path / 'db.sqlite'}")
     study = hpo.optimize(spec, progress=Progress())
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+
+
+def _running(pid: int) -> bool:
+    """Whether our child ``pid`` has not exited yet (without reaping it: its Popen does that)."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+
+
+class _Quiet:
+    """A channel for a trial that never reports."""
+
+    def report(self, value: float, step: int) -> bool:
+        return False
+
+    def checkpointed(self, step: int, path: str) -> None:
+        pass
+
+    def stopping(self) -> bool:
+        return False
+
+
+def test_a_warm_worker_that_died_between_trials_is_replaced_before_the_next_trial(tmp_path) -> None:
+    from hpo.execution import TrialJob
+    from hpo.execution._pool import ProcessExecutor
+
+    slots = plan_slots(workers=1, device="cpu", gpus_per_worker=0, concurrency=1, cpus=2)
+    executor = ProcessExecutor(slots, workers=1)
+    job = TrialJob(entrypoint=f"{OBJ}:pid", study_name="t", storage_url="sqlite://", trial_id=0, number=0,
+                   params={"x": 1.0}, engine_config={}, metric_names=["value"], max_epochs=1)
+    try:
+        first = executor.run(job, _Quiet())
+        pid = int(first.metrics["pid"])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while _running(pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = executor.run(job, _Quiet())
+    finally:
+        executor.close()
+    assert second.outcome.value == "COMPLETE", second.error
+    assert int(second.metrics["pid"]) != pid

@@ -106,6 +106,15 @@ def test_error_carries_line_number(write_study) -> None:
     assert f"{path}:4: n_trails: unknown key 'n_trails'; did you mean 'n_trials'?" == str(info.value)
 
 
+def test_engine_parameters_are_checked_at_values_the_sampler_can_give(write_study) -> None:
+    """``high`` off the step grid is never sampled: 8 and 16 divide the batch, 20 would not."""
+    path = write_study({
+        "trial": {"entrypoint": "hpo.tasks.synthetic:quadratic", "engine": {"train_batch_size": 32}},
+        "search_space": {"engine.train_micro_batch_size_per_gpu": {"type": "int", "low": 8, "high": 20, "step": 8}},
+    })
+    assert "engine.train_micro_batch_size_per_gpu" in load_spec(path).search_space
+
+
 def test_a_key_given_twice_is_refused_at_its_second_line(write_study) -> None:
     path = write_study(raw="name: t\nsearch_space:\n  x: {type: float, low: 0, high: 1}\n  x: {type: int, low: 0, high: 2}\n")
     with pytest.raises(hpo.SpecError) as info:
