@@ -102,6 +102,10 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         found = "does not exist" if not working_dir.exists() else "is not a directory"
         raise SpecError(f"{str(working_dir)!r} {found}", key="--working-dir")
     entrypoint = _entrypoint(study, working_dir)
+    run_dir = Path(spec.run_dir or Path("hpo_runs") / spec.name)
+    if not run_dir.is_absolute():
+        print(f"note: run_dir {str(run_dir)!r} is relative: the trials' logs and checkpoints stay in the job's "
+              "copy of the working directory on the head node (docs/RAY.md)", file=sys.stderr)
     client = _client(args.address)
     job_id = client.submit_job(
         entrypoint=entrypoint,

@@ -137,7 +137,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hpo.execution import load_study
-    from hpo.execution._optimize import RUN_DIR_ATTR
+    from hpo.execution._optimize import RUN_DIR_ATTR, RUN_DIRS_ATTR
 
     name, url, _ = resolve_study(args)
     study = load_study(name, url)
@@ -148,7 +148,10 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     if not 0 <= args.trial < n:
         raise SpecError(f"study {name!r} has no trial {args.trial} (its trials are 0-{n - 1})" if n else
                         f"study {name!r} has no trials yet", key="TRIAL")
-    trial_dir = Path(run_dir) / f"trial_{int(args.trial)}"
+    # The latest run's directory first, then those of earlier runs (made elsewhere).
+    dirs = [run_dir, *reversed([d for d in study.user_attrs.get(RUN_DIRS_ATTR) or [] if d != run_dir])]
+    found = [Path(d) / f"trial_{int(args.trial)}" for d in dirs if (Path(d) / f"trial_{int(args.trial)}").is_dir()]
+    trial_dir = found[0] if found else Path(run_dir) / f"trial_{int(args.trial)}"
     logs = sorted(trial_dir.glob("rank_*.log"), key=lambda p: int(p.stem.split("_")[1]))
     if args.rank is not None:
         ranks = [p.stem for p in logs]
@@ -157,8 +160,9 @@ def _cmd_logs(args: argparse.Namespace) -> int:
             raise SpecError(f"trial {args.trial} has no rank {args.rank} (it ran {', '.join(ranks)})", key="--rank")
     if not logs:
         raise HpoError(
-            f"no logs for trial {args.trial} in {trial_dir} (trials run with executor.isolation: thread "
-            "write to the orchestrator's own output)"
+            f"no logs for trial {args.trial} in {' or '.join(str(Path(d) / f'trial_{args.trial}') for d in dirs)} "
+            "(trials run with executor.isolation: thread write to the orchestrator's own output; a study "
+            "submitted with hpo submit keeps them on the cluster's head node)"
         )
     for path in logs:
         if len(logs) > 1:

@@ -37,6 +37,7 @@ from hpo.storage import StudyLock, study_lock
 __all__ = ["optimize"]
 
 RUN_DIR_ATTR = "hpo:run_dir"
+RUN_DIRS_ATTR = "hpo:run_dirs"  # every run directory the study has used
 CHECKPOINT_ROOT_ATTR = "hpo:checkpoint_root"
 
 
@@ -60,8 +61,10 @@ def optimize(
         concurrency: Override ``spec.concurrency``: trials run at once.
         timeout: Override ``spec.timeout``: seconds after which no new trial starts.
         reuse_workers: Override ``spec.executor.reuse_workers`` (False: fresh processes per trial).
-        executor: Where trials run (default: threads of this process).
+        executor: Where trials run (default: as ``spec.executor`` says: worker processes,
+            threads of this process, or Ray actors).
         progress: Where progress goes (default: a live display on a terminal, else log lines).
+            A sink that raises is dropped with a note, never failing a trial.
 
     Returns:
         The Optuna study, with ``best_params``, ``best_value``, ``trials``...
@@ -76,7 +79,10 @@ def optimize(
     )
     executor = executor or make_executor(spec)  # resources are checked before the database is touched
     study, rdb = open_study(spec)
-    loop = _Loop(spec, study, rdb, executor, progress or make_progress())
+    from hpo.integrations import CompositeProgress
+
+    sink = progress or make_progress()
+    loop = _Loop(spec, study, rdb, executor, sink if isinstance(sink, CompositeProgress) else CompositeProgress(sink))
     try:
         loop.run()
     finally:
@@ -120,9 +126,7 @@ def _override(spec: StudySpec, **changes: Any) -> StudySpec:
     try:
         return spec_from_dict(data, check_entrypoint=False, check_engine=False)
     except SpecError as e:
-        # The overrides come from flags (--n-trials ...): name the flag.
-        flag = f"--{e.key.replace('_', '-')}" if e.key in changes else e.key
-        raise SpecError(e.message, key=flag) from None
+        raise SpecError(e.message, key=e.key) from None  # the keyword argument, not the study file
 
 
 class _Loop:
@@ -158,6 +162,9 @@ class _Loop:
         for key, value in ((RUN_DIR_ATTR, str(self.run_dir)), (CHECKPOINT_ROOT_ATTR, str(self.ckpt_root))):
             if self.study.user_attrs.get(key) != value:
                 self.study.set_user_attr(key, value)
+        used = list(self.study.user_attrs.get(RUN_DIRS_ATTR) or [])
+        if str(self.run_dir) not in used:  # runs from other directories leave their trials' logs there
+            self.study.set_user_attr(RUN_DIRS_ATTR, [*used, str(self.run_dir)])
         b = budget(self.storage, self.study_id, self.spec.n_trials)
         self.progress.start(self.spec, b.done, self.study)
         # Each slot thread sets its event when it ends. The main thread waits on those events,
@@ -200,10 +207,9 @@ class _Loop:
                     fail_lost_trials(self.study, self.storage, self.study_id, self.spec.executor.grace_period)
                     self.next_stale_check = now + self.heartbeat_s
                 b = budget(self.storage, self.study_id, self.spec.n_trials, conn)
-                if self._grid_exhausted():
-                    return None
-                if b.finished:
-                    # A promotion is no new trial: one the last trials made promotable still resumes.
+                if b.finished or (self._space_exhausted() and not b.waiting):
+                    # No new trial will start. A promotion is no new trial: one the last trials
+                    # made promotable still resumes (queued retries run first, through ask()).
                     if not self._promote(budget_spent=True):
                         return None
                     trial = self.study.ask()
@@ -226,9 +232,12 @@ class _Loop:
             return enqueue_continuation(self.study, paused, reason=reason, max_attempts=None, retry=False)
         return False
 
-    def _grid_exhausted(self) -> bool:
+    def _space_exhausted(self) -> bool:
+        """Whether a grid or brute-force sampler has tried every combination."""
         sampler = self.study.sampler
-        return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(self.study)
+        if isinstance(sampler, optuna.samplers.GridSampler):
+            return sampler.is_exhausted(self.study)
+        return bool(getattr(sampler, "exhausted", False))
 
     def _worker(self, ended: threading.Event) -> None:
         try:
@@ -270,9 +279,9 @@ class _Loop:
             start_step=int(resume.get("step", 0)),
         )
         self.progress.trial_started(number, params)
-        with self.heartbeats.running(job.trial_id):
+        with self.heartbeats.running(job.trial_id):  # until recorded: waiting for the lock is no loss
             result = self.executor.run(job, _StudyChannel(self, trial))
-        self._tell(trial, result)
+            self._tell(trial, result)
 
     def _tell(self, trial: optuna.Trial, result: TrialResult) -> None:
         # Under the study's lock, so that no checkpoint clean-up (another slot's or another
@@ -285,7 +294,7 @@ class _Loop:
                 # is FAIL and already continued: this result is dropped, the continuation redoes it.
                 frozen = self.storage.get_trial(trial._trial_id)  # noqa: SLF001
                 result = TrialResult(Outcome.INTERRUPTED, error="taken for lost while it ran; continued by another trial")
-            elif CHECKPOINT_ATTR in frozen.user_attrs:
+            elif trial_checkpoint_dir(self.ckpt_root, frozen.number).is_dir():
                 collect_checkpoints(self.study, self.ckpt_root, self.spec.checkpoints.keep.best)
             self.progress.counted(budget(self.storage, self.study_id, self.spec.n_trials).done)
         self.progress.trial_finished(frozen, result)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -74,7 +75,11 @@ def connect(address: str) -> bool:
             ray.shutdown()  # a failed init can leave half of Ray's global state behind
             text = str(e).strip()[-2000:] or type(e).__name__
             if attempt == tries or "Initialization failure from server" not in text:
-                raise HpoError(f"cannot connect to the Ray cluster at {address!r}: {text}") from None
+                hint = ""
+                if (Path.home() / ".ray" / "auth_token").exists() or os.environ.get("RAY_AUTH_MODE"):
+                    hint = (" (if the cluster uses token authentication, this process needs the same "
+                            "RAY_AUTH_TOKEN, or RAY_AUTH_MODE=disabled everywhere: docs/RAY.md)")
+                raise HpoError(f"cannot connect to the Ray cluster at {address!r}: {text}{hint}") from None
             time.sleep(attempt)
     return True
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from hpo.execution._resume import CHECKPOINT_ATTR, RESUME_ATTR
+from hpo.execution._resume import RESUME_ATTR
 
 __all__ = ["collect_checkpoints", "disk_usage", "trial_checkpoint_dir"]
 
@@ -57,8 +57,9 @@ def collect_checkpoints(study: optuna.Study, root: Path, keep_best: int) -> list
             keep.add(t.number)
     removed = []
     for t in trials:
-        if t.number in keep or CHECKPOINT_ATTR not in t.user_attrs:
+        if t.number in keep:
             continue
+        # Also a trial that saved a checkpoint and failed before the report that records it.
         directory = trial_checkpoint_dir(root, t.number)
         if not directory.is_dir():
             continue
@@ -73,4 +74,10 @@ def disk_usage(root: Path) -> int:
     """Bytes of all files below ``root``."""
     if not root.is_dir():
         return 0
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    total = 0
+    for p in root.rglob("*"):
+        try:
+            total += p.stat().st_size if p.is_file() else 0
+        except FileNotFoundError:
+            pass  # deleted by a clean-up while we walked
+    return total

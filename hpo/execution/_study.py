@@ -93,7 +93,10 @@ def open_study(spec: StudySpec, *, seed_offset: bool = True) -> tuple[optuna.Stu
             key="metric",
         )
     if SPEC_ATTR not in study.user_attrs:
-        study.set_user_attr(SPEC_ATTR, json.loads(spec.model_dump_json()))
+        stored = json.loads(spec.model_dump_json())
+        if stored.get("storage"):
+            stored["storage"] = redact_url(stored["storage"])  # the database holds no password of its own
+        study.set_user_attr(SPEC_ATTR, stored)
         study.set_metric_names(spec.metric_names)
     if study.user_attrs.get(N_TRIALS_ATTR) != spec.n_trials:
         study.set_user_attr(N_TRIALS_ATTR, spec.n_trials)  # the budget of the latest run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -82,7 +83,9 @@ class CompositeProgress(Progress):
         self._each(lambda s: s.counted(done))
 
     def note(self, message: str) -> None:
-        """Forwarded to every sink."""
+        """Forwarded to every sink; to stderr when none is left."""
+        if not self.sinks:
+            print(message, file=sys.stderr)
         self._each(lambda s: s.note(message))
 
     def refresh(self) -> None:

@@ -59,6 +59,7 @@ class MlflowProgress(Progress):
         self._study = ""
         self._metric = "value"
         self._runs: dict[int, str] = {}
+        self._seen: dict[int, set[int]] = {}  # steps logged from reports, per trial
         self._lock = threading.Lock()
 
     def start(self, spec: StudySpec, done: int, study: optuna.Study) -> None:
@@ -92,18 +93,24 @@ class MlflowProgress(Progress):
         run_id = self._run_id(number)
         if run_id is not None:
             self._client.log_metric(run_id, self._metric, value, step=step)
+            with self._lock:
+                self._seen.setdefault(number, set()).add(step)
 
     def trial_finished(self, trial: FrozenTrial, result: TrialResult) -> None:
         """Final metrics under ``final/<name>``, the ``hpo.state`` tag and the run's status."""
         with self._lock:
             run_id = self._runs.pop(trial.number, None)
+            seen = self._seen.pop(trial.number, set())
         if run_id is None:
             return
         from mlflow.entities import Metric, RunTag
 
         step = max(trial.intermediate_values, default=0)
         now_ms = int(time.time() * 1000)
-        metrics = [Metric(f"final/{k}", float(v), now_ms, step) for k, v in (result.metrics or {}).items()]
+        # Steps no report showed here (rank 0 on Ray writes them to the database directly).
+        metrics = [Metric(self._metric, float(v), now_ms, s) for s, v in sorted(trial.intermediate_values.items())
+                   if s not in seen]
+        metrics += [Metric(f"final/{k}", float(v), now_ms, step) for k, v in (result.metrics or {}).items()]
         self._client.log_batch(run_id, metrics=metrics, tags=[RunTag("hpo.state", trial.state.name)])
         self._client.set_terminated(run_id, status=_STATUS[result.outcome])
 

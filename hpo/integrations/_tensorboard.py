@@ -46,6 +46,7 @@ class TensorBoardProgress(Progress):
         self._metric = "value"
         self._writers: dict[int, Any] = {}
         self._params: dict[int, dict[str, Any]] = {}
+        self._seen: dict[int, set[int]] = {}  # steps written from reports, per trial
         self._lock = threading.Lock()
 
     def start(self, spec: StudySpec, done: int, study: optuna.Study) -> None:
@@ -68,10 +69,19 @@ class TensorBoardProgress(Progress):
     def trial_reported(self, number: int, step: int, value: float) -> None:
         """A scalar of the study's metric at ``step``."""
         self._writer(number).add_scalar(self._metric, value, step)
+        with self._lock:
+            self._seen.setdefault(number, set()).add(step)
 
     def trial_finished(self, trial: FrozenTrial, result: TrialResult) -> None:
         """Final metrics, the state and (for completed trials) the HParams entry; closes the run."""
         w = self._writer(trial.number)
+        with self._lock:
+            seen = self._seen.pop(trial.number, set())
+        # Steps no report showed here: rank 0 on Ray writes them to the database directly, and
+        # a continuation starts with the curve of the trial it continues.
+        for s, v in sorted(trial.intermediate_values.items()):
+            if s not in seen:
+                w.add_scalar(self._metric, v, s)
         step = max(trial.intermediate_values, default=0)
         metrics = {k: float(v) for k, v in (result.metrics or {}).items()}
         for name, value in metrics.items():

@@ -115,6 +115,12 @@ def _check_together(kind: str, o: dict[str, Any], key: str, max_epochs: int) -> 
         min_resource, max_resource = o.get("min_resource", 1), o.get("max_resource", max_epochs)
         if max_resource != "auto" and min_resource > max_resource:
             raise KeyError_(f"{key}.min_resource", f"must be <= max_resource (got {min_resource=}, {max_resource=})")
+    if kind == "asha_promote" and o.get("max_resource", max_epochs) > max_epochs:
+        raise KeyError_(
+            f"{key}.max_resource",
+            f"must be <= trial.max_epochs ({max_epochs}), the step every trial completes at (got "
+            f"{o['max_resource']}): a rung at or after it would pause trials at their last step",
+        )
     if kind in ("successive_halving", "asha", "asha_promote") and o.get("min_resource", 1) != "auto":
         # Optuna's default reduction_factor is 4; asha_promote's is 3.
         eta = o.get("reduction_factor", 3 if kind == "asha_promote" else 4)

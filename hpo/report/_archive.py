@@ -25,7 +25,14 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from hpo.exceptions import SpecError, StorageError, StudyNotFoundError
-from hpo.execution import ERROR_ATTR, enqueue_continuation
+from hpo.execution import (
+    CHECKPOINT_ATTR,
+    CONTINUES_ATTR,
+    ERROR_ATTR,
+    RESUME_ATTR,
+    SPEC_ATTR,
+    enqueue_continuation,
+)
 from hpo.spec import check_study_name
 from hpo.storage import create_storage, redact_url, require_database
 
@@ -35,6 +42,15 @@ ARCHIVE_FORMAT = "hpo-study"
 """The ``format`` field of every archive; ``version`` counts incompatible changes."""
 _VERSION = 1
 _RUNNING_NOTE = "the trial was RUNNING when its study was exported; imported as FAIL and queued again"
+
+
+def _without_password(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The study's attributes with the stored spec's database password hidden (an archive is
+    shared; studies stored before specs were kept without it may still hold one)."""
+    spec = attrs.get(SPEC_ATTR)
+    if isinstance(spec, dict) and isinstance(spec.get("storage"), str):
+        attrs = {**attrs, SPEC_ATTR: {**spec, "storage": redact_url(spec["storage"])}}
+    return attrs
 
 
 def export_study(study_name: str, storage_url: str) -> dict[str, Any]:
@@ -64,7 +80,7 @@ def export_study(study_name: str, storage_url: str) -> dict[str, Any]:
             "study_name": study_name,
             "directions": [d.name.lower() for d in storage.get_study_directions(sid)],
             "metric_names": optuna.load_study(study_name=study_name, storage=storage).metric_names,
-            "user_attrs": storage.get_study_user_attrs(sid),
+            "user_attrs": _without_password(storage.get_study_user_attrs(sid)),
             "system_attrs": storage.get_study_system_attrs(sid),
             "trials": [_trial_to_json(t) for t in storage.get_all_trials(sid, deepcopy=False)],
         }
@@ -97,10 +113,10 @@ def import_study(
     """
     directions = _check_header(archive)
     trials = [_trial_from_json(t, i) for i, t in enumerate(archive["trials"])]
+    was_running = {trials[i].number for i, t in enumerate(archive["trials"]) if t["state"] == TrialState.RUNNING.name}
     trials.sort(key=lambda t: t.number)
     if [t.number for t in trials] != list(range(len(trials))):
         raise SpecError("trial numbers must be 0, 1, 2, ... without gaps or repeats", key="trials")
-    was_running = {t["number"] for t in archive["trials"] if t["state"] == TrialState.RUNNING.name}
     name = study_name or archive["study_name"]
     try:
         check_study_name(name)
@@ -123,6 +139,8 @@ def import_study(
         for key, value in dict(archive.get("system_attrs") or {}).items():
             storage.set_study_system_attr(sid, key, value)
         for key, value in dict(archive.get("user_attrs") or {}).items():
+            if key == SPEC_ATTR and isinstance(value, dict):
+                value = {**value, "name": name}  # the stored spec is the study's, renamed or not
             study.set_user_attr(key, value)
         if archive.get("metric_names") and study.metric_names != archive["metric_names"]:
             study.set_metric_names(list(archive["metric_names"]))
@@ -184,8 +202,9 @@ def _check_header(archive: Mapping[str, Any]) -> list[str]:
 
 def _trial_from_json(data: Any, index: int) -> FrozenTrial:
     """The archived trial as a FrozenTrial ready for ``Study.add_trials``; RUNNING becomes FAIL."""
-    number = data.get("number", index) if isinstance(data, dict) else index
+    number: Any = data.get("number", index) if isinstance(data, dict) else index
     try:
+        number = int(number)
         state = TrialState[data["state"]]
         start, complete = _parse_time(data.get("datetime_start")), _parse_time(data.get("datetime_complete"))
         user_attrs = dict(data.get("user_attrs") or {})
@@ -204,12 +223,13 @@ def _trial_from_json(data: Any, index: int) -> FrozenTrial:
                 int(k): float(v) for k, v in (data.get("intermediate_values") or {}).items()
             },
         }
+        _check_marks(fields["system_attrs"], user_attrs)
         # create_trial checks values against the state and params against their distributions.
         optuna.trial.create_trial(state=state, values=values, **fields)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise SpecError(f"trial {number}: {e}", key=f"trials[{index}]") from None
     return FrozenTrial(
-        number=int(number),
+        number=number,
         state=state,
         value=None,
         values=values,
@@ -218,6 +238,23 @@ def _trial_from_json(data: Any, index: int) -> FrozenTrial:
         trial_id=-1,  # the database assigns one
         **fields,
     )
+
+
+def _check_marks(system_attrs: dict[str, Any], user_attrs: dict[str, Any]) -> None:
+    """The attributes hpo acts on later (continuation, checkpoint, resume point) are well formed."""
+    mark = system_attrs.get(CONTINUES_ATTR)
+    if mark is not None and not (isinstance(mark, dict) and _is_int(mark.get("trial"))):
+        raise ValueError(f"{CONTINUES_ATTR} must be {{'trial': number, 'reason': text}}, got {mark!r}")
+    for name, attrs in ((CHECKPOINT_ATTR, user_attrs), (RESUME_ATTR, system_attrs)):
+        point = attrs.get(name)
+        if point is not None and not (
+            isinstance(point, dict) and _is_int(point.get("step")) and isinstance(point.get("path"), str)
+        ):
+            raise ValueError(f"{name} must be {{'step': number, 'path': text}}, got {point!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _parse_time(value: str | None) -> datetime.datetime | None:

@@ -60,6 +60,7 @@ class _Tally(Progress):
         self.metric = "value"
         self.metrics = ["value"]
         self.study: optuna.Study | None = None
+        self.whole: optuna.Study | None = None  # the study, for its best over every process
         self.front = 0  # Pareto-optimal trials, with several objectives
         self.t0 = time.monotonic()
         self.done_here = 0
@@ -69,15 +70,23 @@ class _Tally(Progress):
         self.maximize = spec.study_directions[0].value == "maximize"
         self.metric = spec.metric_names[0]
         self.metrics = spec.metric_names
+        self.whole = study
         if len(spec.study_directions) > 1:
             self.study = study  # for the Pareto front
             self.front = len(study.best_trials)
         else:
-            try:
-                bt = study.best_trial
-                self.best = (bt.value, bt.number)
-            except ValueError:
-                pass
+            self.read_best()
+
+    def read_best(self) -> None:
+        """The study's best as stored: other processes' trials included."""
+        if self.whole is None or self.study is not None:
+            return
+        try:
+            bt = self.whole.best_trial
+        except ValueError:
+            return
+        with self.lock:
+            self.best = (bt.value, bt.number)
 
     def trial_started(self, number: int, params: dict[str, Any]) -> None:
         with self.lock:
@@ -152,6 +161,7 @@ class PlainProgress(_Tally):
         self._print(message)
 
     def close(self) -> None:
+        self.read_best()
         best = f"best {self.metric} {self.best_text()}" if self.study is None else self.best_text()
         self._print(f"{self.done}/{self.total} trials finished; {best}")
 
@@ -204,6 +214,7 @@ class RichProgress(_Tally):
         self.live.update(self._render())
 
     def close(self) -> None:
+        self.read_best()
         self.live.update(self._render())
         self.live.stop()
 

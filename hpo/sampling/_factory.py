@@ -24,6 +24,22 @@ class _GridSampler(optuna.samplers.GridSampler):
         """Nothing to do: exhaustion is checked by the loop before each new trial."""
 
 
+class _BruteForceSampler(optuna.samplers.BruteForceSampler):
+    """Optuna's brute-force sampler; where it would call ``study.stop()`` (possible only inside
+    ``Study.optimize``) it sets :attr:`exhausted`, which the study loop reads instead."""
+
+    exhausted = False
+
+    def after_trial(self, study: optuna.Study, trial: Any, state: Any, values: Any) -> None:
+        """Optuna's bookkeeping; notes when every combination has been tried."""
+        try:
+            super().after_trial(study, trial, state, values)
+        except RuntimeError as e:
+            if "Study.stop" not in str(e):
+                raise
+            self.exhausted = True
+
+
 _SAMPLERS: dict[str, Any] = {
     "random": optuna.samplers.RandomSampler,
     "tpe": optuna.samplers.TPESampler,
@@ -32,7 +48,7 @@ _SAMPLERS: dict[str, Any] = {
     "gp": optuna.samplers.GPSampler,
     "qmc": optuna.samplers.QMCSampler,
     "nsgaii": optuna.samplers.NSGAIISampler,
-    "bruteforce": optuna.samplers.BruteForceSampler,
+    "bruteforce": _BruteForceSampler,
 }
 
 

@@ -25,12 +25,12 @@ __all__ = ["LineageSampler", "latest_of_lineages"]
 
 
 def latest_of_lineages(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """``trials`` without those that another of ``trials`` continues.
+    """``trials`` without those that another, finished, of ``trials`` continues.
 
-    A continuation still waiting or running (when ``trials`` leaves those states out) does
-    not hide the trial it continues: until it ends, that trial holds what is known.
+    A continuation still waiting or running does not hide the trial it continues: until it
+    ends, that trial holds what is known.
     """
-    continued = {n for t in trials if (n := continued_trial(t)) is not None}
+    continued = {n for t in trials if t.state.is_finished() and (n := continued_trial(t)) is not None}
     return [t for t in trials if t.number not in continued] if continued else list(trials)
 
 

@@ -367,6 +367,14 @@ class StudySpec(_Strict):
                 "use none (trials still report their first metric's curve)",
             )
         _check_conditions(self.search_space)
+        if self.trial.entrypoint.startswith("__main__:") and (
+            self.executor.type == "ray" or self.executor.isolation != "thread"
+        ):
+            raise KeyError_(
+                "trial.entrypoint",
+                f"{self.trial.entrypoint!r} is a function of the running script, which worker processes cannot "
+                "import: put it in a module, or use executor.isolation: thread",
+            )
         res = self.trial.resources
         if self.executor.isolation == "thread" and (res.workers > 1 or res.device != "cpu"):
             raise KeyError_(

@@ -69,7 +69,9 @@ def check_url(url: str, *, driver: bool = False) -> URL:
         try:
             dialect.import_dbapi()
         except ImportError as e:
-            hint = " (pip install 'hpo[postgres]')" if u.get_backend_name() == "postgresql" else ""
+            hint = " (pip install 'hpo[postgres]')" if u.drivername == "postgresql+psycopg" else (
+                " (postgresql:// uses psycopg 3, which hpo[postgres] installs)" if u.get_backend_name() == "postgresql"
+                else "")
             raise SpecError(f"the driver for {u.drivername!r} is not installed{hint}: {e}", key="storage") from None
     return u
 

@@ -255,3 +255,10 @@ def taken_for_lost_while_running(ctx: Any) -> float:
         enqueue_continuation(study, storage.get_trial(trial._trial_id), reason="heartbeat lost", max_attempts=None)
         ctx.report(1.0, 1)  # refused by the database: the trial is finished
     return 2.0
+
+
+def diverge_after_checkpoint(ctx: Any) -> float:
+    """Saves a checkpoint at step 1, then reports NaN (the report that would record it)."""
+    ctx.save_checkpoint(FakeEngine(), 1)
+    ctx.report(float("nan"), 1)
+    return 0.0

@@ -152,3 +152,15 @@ def test_a_study_without_a_completed_trial_says_how_far_it_got(write_study, tmp_
     assert res.returncode == 1
     assert "no trial completed (3 pruned, 0 failed); the furthest trained is trial" in res.stderr
     assert "score=" in res.stderr and "at step 1" in res.stderr and "hpo trials" not in res.stderr
+
+
+def test_logs_are_found_in_the_run_directory_of_an_earlier_run(write_study, tmp_path) -> None:
+    path = write_study({"n_trials": 2, "executor": {"isolation": "process"}})
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    assert hpo_cli("optimize", str(path), "--n-trials", "1", cwd=first).returncode == 0
+    assert hpo_cli("optimize", str(path), cwd=second).returncode == 0  # run_dir hpo_runs/t: another place
+    assert (first / "hpo_runs" / "t" / "trial_0").is_dir() and (second / "hpo_runs" / "t" / "trial_1").is_dir()
+    for trial in ("0", "1"):
+        res = hpo_cli("logs", str(path), trial, cwd=second)
+        assert res.returncode == 0, res.stderr

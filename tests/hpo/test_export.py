@@ -67,6 +67,7 @@ def _canonical(path: Path, drop_name: bool = False) -> str:
     data = json.loads(path.read_text())
     if drop_name:
         data.pop("study_name")
+        data["user_attrs"]["hpo:spec"].pop("name")
     return json.dumps(data, sort_keys=True)  # NaN compares equal as text
 
 
@@ -115,6 +116,7 @@ def test_sqlite_to_sqlite_under_a_new_name(tmp_path, capsys) -> None:
     assert main(["export", "copy", "--storage", dst, str(b)]) == 0
     assert _canonical(a, drop_name=True) == _canonical(b, drop_name=True)
     assert json.loads(b.read_text())["study_name"] == "copy"
+    assert json.loads(b.read_text())["user_attrs"]["hpo:spec"]["name"] == "copy"  # the spec renamed too
 
 
 def test_multi_objective_directions_survive(tmp_path) -> None:
@@ -182,6 +184,9 @@ def test_bad_archive_is_exit_2(tmp_path, capsys, content, message) -> None:
     [
         ("params", {"hidden": 1000}, "trial 2"),  # outside IntDistribution(16, 256): caught before writing
         ("datetime_complete", None, "invalid trial"),  # a FAIL without an end: refused by Optuna mid-import
+        ("number", "x", "trial x: invalid literal"),
+        ("system_attrs", {"hpo:continues": {"trial": "zero"}}, "hpo:continues must be"),
+        ("user_attrs", {"hpo:checkpoint": {"step": 2}}, "hpo:checkpoint must be"),
     ],
 )
 def test_invalid_trial_leaves_no_study_behind(tmp_path, capsys, field, value, message) -> None:

@@ -148,6 +148,45 @@ def test_a_failing_sink_is_dropped_without_failing_trials(tmp_path) -> None:
     assert good.events[-1] == ("close", None)
 
 
+def test_a_failing_sink_given_alone_is_dropped_too(tmp_path, capsys) -> None:
+    study = hpo.optimize(_spec(tmp_path, "alone"), executor=InProcessExecutor(), progress=_Broken())
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    assert len(study.trials) == 3
+    assert "_Broken stopped after an error: OSError: disk full" in capsys.readouterr().err
+
+
 def test_composite_takes_only_progress_sinks() -> None:
     with pytest.raises(TypeError, match="must be an hpo.reporting.Progress"):
         CompositeProgress(Progress(), print)  # type: ignore[arg-type]
+
+
+def test_sinks_write_the_curve_of_a_trial_whose_reports_they_did_not_see(tmp_path) -> None:
+    """On Ray, rank 0 reports to the database itself: the sinks see only the finished trial."""
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("mlflow")
+    from optuna.distributions import FloatDistribution
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from hpo.execution import Outcome, TrialResult
+
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = _spec(tmp_path, "ray_like")
+    study = optuna.create_study(study_name="ray_like", storage=spec.storage_url, direction="maximize")
+    trial = optuna.trial.create_trial(
+        params={"quality": 0.5}, distributions={"quality": FloatDistribution(0.0, 1.0)},
+        value=0.4, intermediate_values={1: 0.1, 2: 0.3, 3: 0.4},
+    )
+    trial.number = 0
+    tb, ml = TensorBoardProgress(tmp_path / "tb"), MlflowProgress(tracking)
+    for sink in (tb, ml):
+        sink.start(spec, 0, study)
+        sink.trial_started(0, trial.params)
+        sink.trial_reported(0, 1, 0.1)  # the one report the sinks do see
+        sink.trial_finished(trial, TrialResult(Outcome.COMPLETE, values=[0.4], metrics={"score": 0.4}))
+        sink.close()
+    acc = EventAccumulator(str(tmp_path / "tb" / "trial_0"))
+    acc.Reload()
+    assert [(e.step, round(e.value, 6)) for e in acc.Scalars("score")] == [(1, 0.1), (2, 0.3), (3, 0.4)]
+    client, runs, _ = _runs(tracking, "ray_like")
+    history = client.get_metric_history(runs[0].info.run_id, "score")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.3), (3, 0.4)]

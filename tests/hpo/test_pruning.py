@@ -100,7 +100,9 @@ def test_bad_pruner_options_name_their_key_and_line(write_study, pruner, key, fr
 
 def test_asha_promote_needs_checkpoints_and_takes_max_resource_from_max_epochs(tmp_path) -> None:
     assert create_pruner(_spec(tmp_path, {"type": "asha_promote", "reduction_factor": 2})).rungs == [1, 2, 4]
-    assert create_pruner(_spec(tmp_path, {"type": "asha_promote", "max_resource": 20})).rungs == [1, 3, 9]
+    assert create_pruner(_spec(tmp_path, {"type": "asha_promote", "max_resource": 7})).rungs == [1, 3]
+    with pytest.raises(hpo.SpecError, match="max_resource: must be <= trial.max_epochs"):
+        _spec(tmp_path, {"type": "asha_promote", "max_resource": 9})  # rung 9 would be past step 8
     with pytest.raises(hpo.SpecError, match="checkpoints.enabled is false"):
         _spec(tmp_path, {"type": "asha_promote"}, checkpoints={"enabled": False})
     with pytest.raises(ValueError, match="reduction_factor=1"):
@@ -361,3 +363,16 @@ def test_second_continuation_of_one_trial_is_stopped(tmp_path) -> None:
     pruner = _pruner()
     assert not pruner.prune(study, first)
     assert pruner.prune(study, second)
+
+
+def test_a_grid_that_is_used_up_still_promotes_its_best_lineage_to_the_end(tmp_path) -> None:
+    """No new trial comes from an exhausted grid; paused trials are still promoted."""
+    spec = _spec(
+        tmp_path, {"type": "asha_promote", "min_resource": 1, "reduction_factor": 3}, n_trials=9,
+        sampler={"type": "grid"}, trial={"entrypoint": "hpo.tasks.synthetic:resumable_curve", "max_epochs": 9},
+        search_space={"quality": {"type": "float", "low": 0.1, "high": 0.9, "step": 0.1}},
+    )
+    trials = hpo.optimize(spec, progress=Progress()).trials
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert done and max(t.last_step for t in done) == 9
+    assert max(done, key=lambda t: t.value).params["quality"] == pytest.approx(0.9)

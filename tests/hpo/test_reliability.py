@@ -172,3 +172,17 @@ def test_password_is_never_printed(write_study, tmp_path, postgres_url) -> None:
         res = subprocess.run([sys.executable, "-m", "hpo.cli", *args], capture_output=True, text=True, cwd=tmp_path, env=ENV)
         assert "s3cret-pw" not in res.stdout + res.stderr
         assert "***" in res.stdout + res.stderr
+    # Nor stored with the study, so an export or report of it holds none either.
+    res = subprocess.run([sys.executable, "-m", "hpo.cli", "export", "t", "-", "--storage", with_password],
+                         capture_output=True, text=True, cwd=tmp_path, env=ENV)
+    assert res.returncode == 0 and "s3cret-pw" not in res.stdout and "***" in res.stdout
+
+
+def test_a_trial_that_fails_before_recording_its_checkpoint_leaves_none(write_study, tmp_path) -> None:
+    spec = hpo.load_spec(write_study({
+        "n_trials": 2, "run_dir": str(tmp_path / "runs"),
+        "trial": {"entrypoint": f"{OBJ}:diverge_after_checkpoint", "max_epochs": 3},
+    }))
+    study = hpo.optimize(spec, progress=Progress())
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert not list((tmp_path / "runs" / "checkpoints").glob("trial_*"))

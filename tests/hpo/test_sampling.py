@@ -117,6 +117,18 @@ def test_a_learning_sampler_sees_only_the_latest_trial_of_each_promoted_lineage(
     assert len(study.get_trials()) == 5  # the study itself is untouched
 
 
+def test_a_running_continuation_never_hides_its_trial_even_when_running_trials_are_asked_for() -> None:
+    """CMA-ES asks for every state, TPE's constant liar for RUNNING ones too."""
+    from hpo.sampling._lineage import latest_of_lineages
+
+    paused, running = _trial(0, TrialState.PRUNED), _trial(1, TrialState.COMPLETE, continues=0)
+    paused.number, running.number = 0, 1  # as the study numbers them
+    running.state = TrialState.RUNNING
+    assert [t.number for t in latest_of_lineages([paused, running])] == [0, 1]
+    running.state = TrialState.COMPLETE
+    assert [t.number for t in latest_of_lineages([paused, running])] == [1]
+
+
 def test_only_learning_samplers_under_asha_promote_are_wrapped(write_study) -> None:
     def sampler(sampler: dict, pruner: dict) -> optuna.samplers.BaseSampler:
         return create_sampler(hpo.load_spec(write_study({"sampler": sampler, "pruner": pruner})))
@@ -126,3 +138,12 @@ def test_only_learning_samplers_under_asha_promote_are_wrapped(write_study) -> N
     assert isinstance(sampler({"type": "tpe"}, promote).base, optuna.samplers.TPESampler)
     assert isinstance(sampler({"type": "tpe"}, {"type": "asha"}), optuna.samplers.TPESampler)
     assert isinstance(sampler({"type": "random"}, promote), optuna.samplers.RandomSampler)
+
+
+def test_a_brute_force_sampler_that_has_tried_everything_ends_the_study(write_study) -> None:
+    spec = hpo.load_spec(write_study({
+        "n_trials": 5, "sampler": {"type": "bruteforce", "seed": 0},
+        "search_space": {"c": {"type": "categorical", "choices": ["a", "b", "c"]}},
+    }))
+    study = hpo.optimize(spec, progress=Progress())
+    assert sorted(t.params["c"] for t in study.trials) == ["a", "b", "c"]

@@ -72,6 +72,8 @@ BAD = [
      "search_space.engine.zero_optimization.stag", "did you mean 'stage'"),
     ({"sampler": {"type": "tpe", "multivariate": "maybe"}}, "sampler.multivariate", "must be a boolean or null"),
     ({"pruner": {"type": "median", "n_warmup_steps": True}}, "pruner.n_warmup_steps", "must be an integer"),
+    ({"executor": {"isolation": "process"}, "trial": {"entrypoint": "__main__:train"}}, "trial.entrypoint",
+     "function of the running script"),
     ({"n_trials": True}, "n_trials", "not the boolean true"),
     ({"timeout": True}, "timeout", "not the boolean true"),
     ({"trial": {"entrypoint": "hpo.tasks.synthetic:quadratic", "resources": {"workers": True}}}, "trial.resources.workers",
