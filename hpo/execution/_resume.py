@@ -82,6 +82,10 @@ def enqueue_continuation(
     if retry and max_attempts is not None and len(history) >= max_attempts:
         return False
     ck = latest_checkpoint(trial)
+    if ck and max(trial.intermediate_values, default=-1) < ck[0]:
+        # Recorded for a report that never landed (the process died between the two writes):
+        # resuming there would leave that step out of the curve, so start over.
+        ck = None
     step = ck[0] if ck else 0
     system_attrs: dict[str, Any] = {
         k: v for k, v in trial.system_attrs.items() if k not in (RESUME_ATTR, CONTINUES_ATTR, "fixed_params")
