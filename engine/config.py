@@ -238,7 +238,9 @@ def _parallel(raw: dict[str, Any], ignored: list[str]) -> ParallelConfig:
     zero = _ZERO.split(raw.get("zero_optimization") or {}, "zero_optimization", ignored)
     stage = as_int(zero.get("stage", 0), "zero_optimization.stage", minimum=0)
     tp_raw = _TP.split(raw.get("tensor_parallel") or {}, "tensor_parallel", ignored)
-    sizes = {k: as_int(v, f"tensor_parallel.{k}", minimum=1) for k, v in tp_raw.items()}
+    # DeepSpeed's autotp_size 0 (its default) means no tensor parallelism, as does 1.
+    sizes = {k: max(1, as_int(v, f"tensor_parallel.{k}", minimum=0 if k == "autotp_size" else 1))
+             for k, v in tp_raw.items()}
     if len(set(sizes.values())) > 1:
         raise ConfigError(
             f"tensor_parallel.size({sizes['size']}) != tensor_parallel.autotp_size({sizes['autotp_size']})"

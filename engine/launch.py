@@ -77,8 +77,14 @@ def distributed_init(*, backend: str | None = None, timeout_s: float = 1800.0) -
     missing = [name for name in _ENV if name not in os.environ]
     if missing:
         raise RuntimeError(f"WORLD_SIZE is set but these torchrun variables are not: {', '.join(missing)}")
+    chosen = backend or ("nccl" if device.type == "cuda" else "gloo")
+    if chosen == "nccl" and local_rank >= torch.cuda.device_count():
+        raise RuntimeError(
+            f"local rank {local_rank} has no GPU of its own ({torch.cuda.device_count()} visible): NCCL needs one "
+            "GPU per rank; start at most that many ranks per machine, or use backend='gloo'"
+        )
     dist.init_process_group(
-        backend=backend or ("nccl" if device.type == "cuda" else "gloo"),
+        backend=chosen,
         rank=int(os.environ["RANK"]),
         world_size=int(os.environ["WORLD_SIZE"]),
         timeout=timedelta(seconds=timeout_s),

@@ -85,9 +85,14 @@ def parse_scheduler(raw: Any, ignored_out: list[str]) -> SchedulerConfig | None:
         raise ConfigError(unknown_key_message("scheduler.type", name, [t.value for t in SchedulerType]))
     kind = by_lower[name.lower()]
     defaults = _DEFAULTS[kind]
-    given = Section(known=frozenset(defaults), ignored=frozenset({"last_batch_iteration"})).split(
-        section.get("params", {}), "scheduler.params", ignored_out
-    )
+    raw_params = dict(section.get("params") or {})
+    if raw_params.get("last_batch_iteration", -1) != -1:
+        raise ConfigError(
+            f"scheduler.params.last_batch_iteration={raw_params['last_batch_iteration']!r} is not supported: the "
+            "schedule starts at -1 and resumes from checkpoints (load_checkpoint restores its step)"
+        )
+    raw_params.pop("last_batch_iteration", None)
+    given = Section(known=frozenset(defaults)).split(raw_params, "scheduler.params", ignored_out)
     params = dict(defaults)
     for key, value in given.items():
         path = f"scheduler.params.{key}"
@@ -171,7 +176,7 @@ class WarmupLR(LRSchedule):
 
 
 class WarmupDecayLR(WarmupLR):
-    """:class:`WarmupLR`, then linear decay to 0 at ``total_num_steps``."""
+    """:class:`WarmupLR`, then linear decay to ``warmup_min_lr`` at ``total_num_steps``."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, total_num_steps: int, **kwargs: Any) -> None:
         self.total_num_steps = total_num_steps

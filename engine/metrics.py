@@ -11,8 +11,9 @@ import torch
 
 __all__ = ["Metrics", "MetricsTracker", "peak_flops_for"]
 
-# Dense bf16/fp16 tensor-core peaks (FLOP/s) of GPUs whose name contains the key.
-_PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
+# Dense bf16/fp16 tensor-core peaks (FLOP/s) of GPUs whose name contains the key; the first
+# key that matches counts, so the PCIe and NVL H100s come before the SXM one.
+_PEAK_FLOPS = {"H200": 989e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "A100": 312e12}
 
 
 def peak_flops_for(device: torch.device, low_precision: bool) -> float | None:

@@ -33,16 +33,16 @@ _DEFAULTS: dict[OptimizerType, dict[str, Any]] = {
     OptimizerType.ADAMW: {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0},
     OptimizerType.SGD: {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0},
 }
-_ADAM_KEYS = frozenset({"lr", "betas", "eps", "weight_decay", "amsgrad", "fused", "foreach"})
+_ADAM_KEYS = frozenset({"lr", "betas", "eps", "weight_decay", "amsgrad", "fused", "foreach", "torch_adam"})
 _KEYS: dict[OptimizerType, frozenset[str]] = {
     OptimizerType.ADAM: _ADAM_KEYS | {"adam_w_mode"},
-    OptimizerType.ADAMW: _ADAM_KEYS,
+    OptimizerType.ADAMW: _ADAM_KEYS | {"adam_w_mode"},  # DeepSpeed accepts it; AdamW is always W mode
     OptimizerType.SGD: frozenset(
         {"lr", "momentum", "dampening", "weight_decay", "nesterov", "fused", "foreach"}
     ),
 }
 # Implementation choices of DeepSpeed's fused kernels: no effect on the math.
-_IGNORED_PARAMS = frozenset({"torch_adam"})
+_IGNORED_PARAMS: frozenset[str] = frozenset()
 
 
 @dataclass(kw_only=True, slots=True)
@@ -102,7 +102,7 @@ def parse_optimizer(raw: Any, learning_rate: Any, ignored_out: list[str]) -> Opt
             if not isinstance(value, (list, tuple)) or len(value) != 2:
                 raise ConfigError(f"{path} must be a pair of numbers, got {value!r}")
             params[key] = (as_float(value[0], path), as_float(value[1], path))
-        elif key in {"amsgrad", "nesterov", "adam_w_mode"}:
+        elif key in {"amsgrad", "nesterov", "adam_w_mode", "torch_adam"}:
             params[key] = as_bool(value, path)
         elif key in {"fused", "foreach"}:
             params[key] = None if value is None else as_bool(value, path)
@@ -117,6 +117,9 @@ def parse_optimizer(raw: Any, learning_rate: Any, ignored_out: list[str]) -> Opt
         params["lr"] = as_float(learning_rate, "learning_rate", minimum=0.0)
     if kind is OptimizerType.ADAM and params.pop("adam_w_mode", True):
         kind = OptimizerType.ADAMW
+    params.pop("adam_w_mode", None)  # AdamW is always in weight-decay mode
+    if params.pop("torch_adam", False) and kind is OptimizerType.ADAMW and "weight_decay" not in given:
+        params["weight_decay"] = 0.01  # DeepSpeed then builds torch.optim.AdamW, with torch's default decay
     return OptimizerConfig(type=kind, params=params)
 
 

@@ -271,7 +271,7 @@ class DynamicLossScaler:
 class FP16Precision(Precision):
     """fp16 compute with loss scaling; steps whose gradients overflow are skipped.
 
-    With a static scale the step is skipped on overflow too (DeepSpeed would apply it).
+    With a static scale the step is skipped on overflow too, as in DeepSpeed.
     """
 
     type = PrecisionType.FP16
@@ -291,7 +291,8 @@ class FP16Precision(Precision):
         return True
 
     def backward(self, loss: torch.Tensor) -> None:
-        (loss * self.scaler.cur_scale).backward()
+        # The scaled loss in fp32, as DeepSpeed computes it (2**16 times an fp16 loss overflows).
+        (loss.float() * self.scaler.cur_scale).backward()
 
     def unscale_(self, local_grads: list[torch.Tensor]) -> None:
         inv = 1.0 / self.scaler.cur_scale

@@ -179,3 +179,16 @@ def test_validate_config_checks_world_dependent_sizes() -> None:
         validate_config({"train_batch_size": 8, "train_micro_batch_size_per_gpu": 3}, world_size=2)
     with pytest.raises(engine.ConfigError, match=r"tp\(2\) != WORLD_SIZE\(3\)"):
         validate_config({"tensor_parallel": {"size": 2}}, world_size=3)
+
+
+def test_deepspeed_keys_that_change_the_math_are_honoured_or_refused() -> None:
+    """torch_adam (torch's AdamW decay), adam_w_mode on AdamW, autotp_size 0, last_batch_iteration."""
+    torch_adam = engine.parse_config({"optimizer": {"type": "AdamW", "params": {"torch_adam": True, "adam_w_mode": True}}})
+    assert torch_adam.optimizer.params["weight_decay"] == 0.01
+    plain = engine.parse_config({"optimizer": {"type": "Adam", "params": {"torch_adam": True, "adam_w_mode": False}}})
+    assert plain.optimizer.type is OptimizerType.ADAM and plain.optimizer.params["weight_decay"] == 0.0
+    assert engine.parse_config({"tensor_parallel": {"autotp_size": 0}}).parallel.tp_size == 1
+    with pytest.raises(engine.ConfigError, match="last_batch_iteration=5 is not supported"):
+        engine.parse_config({"scheduler": {"type": "WarmupLR", "params": {"last_batch_iteration": 5}}})
+    engine.parse_config({"scheduler": {"type": "WarmupLR", "params": {"last_batch_iteration": -1}}})
+
