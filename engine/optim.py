@@ -41,8 +41,6 @@ _KEYS: dict[OptimizerType, frozenset[str]] = {
         {"lr", "momentum", "dampening", "weight_decay", "nesterov", "fused", "foreach"}
     ),
 }
-# Implementation choices of DeepSpeed's fused kernels: no effect on the math.
-_IGNORED_PARAMS: frozenset[str] = frozenset()
 
 
 @dataclass(kw_only=True, slots=True)
@@ -92,7 +90,7 @@ def parse_optimizer(raw: Any, learning_rate: Any, ignored_out: list[str]) -> Opt
     except ValueError:
         names = [t.value for t in OptimizerType]
         raise ConfigError(unknown_key_message("optimizer.type", name, names)) from None
-    given = Section(known=_KEYS[kind], ignored=_IGNORED_PARAMS).split(
+    given = Section(known=_KEYS[kind]).split(
         section.get("params", {}), "optimizer.params", ignored_out
     )
     params: dict[str, Any] = dict(_DEFAULTS[kind])

@@ -25,9 +25,10 @@ def construct(cls: Callable[..., Any], options: dict[str, Any], key: str, fixed:
             close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else f"; accepted: {', '.join(accepted)}"
             raise KeyError_(f"{key}.{name}", f"unknown option {name!r} for {cls.__name__}{hint}")
-        expected = _plain_type(params[name].annotation)
-        if expected is not None and not _is(value, expected):
-            raise KeyError_(f"{key}.{name}", f"must be {expected} for {cls.__name__} (got {value!r})")
+        kind = _plain_kind(params[name].annotation)
+        if kind is not None and not _fits(value, *kind):
+            nullable = " or null" if kind[1] else ""
+            raise KeyError_(f"{key}.{name}", f"must be a {kind[0]}{nullable} for {cls.__name__} (got {value!r})")
     try:
         return cls(**fixed, **options)
     except ImportError as e:
@@ -36,24 +37,23 @@ def construct(cls: Callable[..., Any], options: dict[str, Any], key: str, fixed:
         raise KeyError_(key, f"invalid options for {cls.__name__} {options!r}: {e}") from None
 
 
-def _plain_type(annotation: Any) -> str | None:
-    """``"a boolean"`` / ``"a number"`` / ``"a number or null"`` for a constructor argument
-    annotated as such (Optuna's are strings), None for anything else (not checked here)."""
+def _plain_kind(annotation: Any) -> tuple[str, bool] | None:
+    """``("boolean" | "number", whether null is allowed)`` for a constructor argument annotated
+    as such (Optuna's annotations are strings); None for anything else (not checked here)."""
     text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
     parts = {p.strip() for p in re.split(r"[|,\[\]]", text.replace("Optional", "None|")) if p.strip()}
+    nullable = "None" in parts
+    parts.discard("None")
     if parts == {"bool"}:
-        return "a boolean"
-    if parts == {"bool", "None"}:
-        return "a boolean or null"
+        return "boolean", nullable
     if parts and parts <= {"int", "float"}:
-        return "a number"
-    if parts and parts <= {"int", "float", "None"} and parts & {"int", "float"}:
-        return "a number or null"
+        return "number", nullable
     return None
 
 
-def _is(value: Any, expected: str) -> bool:
-    if expected.startswith("a boolean"):
-        return isinstance(value, bool) or (value is None and expected.endswith("null"))
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return number or (value is None and expected.endswith("null"))
+def _fits(value: Any, kind: str, nullable: bool) -> bool:
+    if value is None:
+        return nullable
+    if kind == "boolean":
+        return isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -30,7 +30,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
             progress=make_progress(quiet=args.quiet),
         )
     except SpecError as e:
-        if e.file is not None or (e.key or "").startswith("--"):
+        if e.file is not None:
             raise
         flag = (e.key or "").replace("_", "-")
         if e.key in ("storage", "n_trials", "concurrency", "timeout") and getattr(args, e.key) is not None:
@@ -150,8 +150,8 @@ def _cmd_logs(args: argparse.Namespace) -> int:
                         f"study {name!r} has no trials yet", key="TRIAL")
     # The latest run's directory first, then those of earlier runs (made elsewhere).
     dirs = [run_dir, *reversed([d for d in study.user_attrs.get(RUN_DIRS_ATTR) or [] if d != run_dir])]
-    found = [Path(d) / f"trial_{int(args.trial)}" for d in dirs if (Path(d) / f"trial_{int(args.trial)}").is_dir()]
-    trial_dir = found[0] if found else Path(run_dir) / f"trial_{int(args.trial)}"
+    candidates = [Path(d) / f"trial_{args.trial}" for d in dirs]
+    trial_dir = next((c for c in candidates if c.is_dir()), candidates[0])
     logs = sorted(trial_dir.glob("rank_*.log"), key=lambda p: int(p.stem.split("_")[1]))
     if args.rank is not None:
         ranks = [p.stem for p in logs]
@@ -160,7 +160,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
             raise SpecError(f"trial {args.trial} has no rank {args.rank} (it ran {', '.join(ranks)})", key="--rank")
     if not logs:
         raise HpoError(
-            f"no logs for trial {args.trial} in {' or '.join(str(Path(d) / f'trial_{args.trial}') for d in dirs)} "
+            f"no logs for trial {args.trial} in {' or '.join(map(str, candidates))} "
             "(trials run with executor.isolation: thread write to the orchestrator's own output; a study "
             "submitted with hpo submit keeps them on the cluster's head node)"
         )

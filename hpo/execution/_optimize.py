@@ -123,10 +123,8 @@ def _override(spec: StudySpec, **changes: Any) -> StudySpec:
             for p in parents:
                 node = node[p]
             node[leaf] = value
-    try:
-        return spec_from_dict(data, check_entrypoint=False, check_engine=False)
-    except SpecError as e:
-        raise SpecError(e.message, key=e.key) from None  # the keyword argument, not the study file
+    # A SpecError names the keyword argument's key, and no file: the value is not the study file's.
+    return spec_from_dict(data, check_entrypoint=False, check_engine=False)
 
 
 class _Loop:
@@ -288,19 +286,19 @@ class _Loop:
         # process's) sees a failed trial before the continuation that resumes from its
         # checkpoint is queued.
         with self.lock, self.study_lock.hold():
-            frozen = self._record(trial, result)
-            if frozen is None:
+            frozen, recorded = self._record(trial, result)
+            if not recorded:
                 # Taken for lost while it ran (its heartbeat stalled past the grace period), it
                 # is FAIL and already continued: this result is dropped, the continuation redoes it.
-                frozen = self.storage.get_trial(trial._trial_id)  # noqa: SLF001
                 result = TrialResult(Outcome.INTERRUPTED, error="taken for lost while it ran; continued by another trial")
             elif trial_checkpoint_dir(self.ckpt_root, frozen.number).is_dir():
                 collect_checkpoints(self.study, self.ckpt_root, self.spec.checkpoints.keep.best)
             self.progress.counted(budget(self.storage, self.study_id, self.spec.n_trials).done)
         self.progress.trial_finished(frozen, result)
 
-    def _record(self, trial: optuna.Trial, result: TrialResult) -> FrozenTrial | None:
-        """Store ``result``; None if the trial had already been finished by someone else."""
+    def _record(self, trial: optuna.Trial, result: TrialResult) -> tuple[FrozenTrial, bool]:
+        """Store ``result``: the trial as stored, and False if someone else had already
+        finished it (nothing is written then)."""
         try:
             if result.metrics and set(result.metrics) != set(self.spec.metric_names):
                 trial.set_user_attr(METRICS_ATTR, dict(result.metrics))
@@ -312,15 +310,16 @@ class _Loop:
             )
             frozen = tell(self.study, trial, state, result.values, reread=reread)
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError):  # "Cannot tell a FAIL trial"
-            if self.storage.get_trial(trial._trial_id).state.is_finished():  # noqa: SLF001
-                return None
+            stored = self.storage.get_trial(trial._trial_id)  # noqa: SLF001
+            if stored.state.is_finished():
+                return stored, False
             raise
         if result.outcome is Outcome.INTERRUPTED:
             # Not the trial's fault: queue it again so the next run starts with it.
             enqueue_continuation(self.study, frozen, reason="interrupted", max_attempts=None)
         elif state is TrialState.FAIL:
             enqueue_continuation(self.study, frozen, reason="error", max_attempts=self.spec.trial.max_retries + 1)
-        return frozen
+        return frozen, True
 
 
 class _StudyChannel(TrialChannel):

@@ -40,7 +40,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-
 class _Worker:
     """One worker process, started as ``python -m hpo.execution._worker`` (never by forking
     or re-running the user's ``__main__``). It talks over one end of a socket pair it

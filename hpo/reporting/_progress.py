@@ -59,8 +59,7 @@ class _Tally(Progress):
         self.maximize = False
         self.metric = "value"
         self.metrics = ["value"]
-        self.study: optuna.Study | None = None
-        self.whole: optuna.Study | None = None  # the study, for its best over every process
+        self.study: optuna.Study | None = None  # for its best (or front) over every process
         self.front = 0  # Pareto-optimal trials, with several objectives
         self.t0 = time.monotonic()
         self.done_here = 0
@@ -70,19 +69,23 @@ class _Tally(Progress):
         self.maximize = spec.study_directions[0].value == "maximize"
         self.metric = spec.metric_names[0]
         self.metrics = spec.metric_names
-        self.whole = study
-        if len(spec.study_directions) > 1:
-            self.study = study  # for the Pareto front
+        self.study = study
+        if self.pareto:
             self.front = len(study.best_trials)
         else:
             self.read_best()
 
+    @property
+    def pareto(self) -> bool:
+        """Several objectives: a Pareto front, no one best."""
+        return len(self.metrics) > 1
+
     def read_best(self) -> None:
         """The study's best as stored: other processes' trials included."""
-        if self.whole is None or self.study is not None:
+        if self.study is None or self.pareto:
             return
         try:
-            bt = self.whole.best_trial
+            bt = self.study.best_trial
         except ValueError:
             return
         with self.lock:
@@ -98,7 +101,7 @@ class _Tally(Progress):
 
     def trial_finished(self, trial: FrozenTrial, result: TrialResult) -> None:
         # Read here, once per finished trial, not at every redraw.
-        front = len(self.study.best_trials) if self.study is not None and trial.values else self.front
+        front = len(self.study.best_trials) if self.pareto and self.study is not None and trial.values else self.front
         with self.lock:
             self.front = front
             self.running.pop(trial.number, None)
@@ -123,7 +126,7 @@ class _Tally(Progress):
         return f"{max(0, self.total - self.done) * per:.0f}s"
 
     def best_text(self) -> str:
-        if self.study is not None:  # several objectives: no one best
+        if self.pareto:
             return f"{self.front} trial(s) on the Pareto front" if self.front else "-"
         return f"{self.best[0]:.6g} (trial {self.best[1]})" if self.best else "-"
 
@@ -162,7 +165,7 @@ class PlainProgress(_Tally):
 
     def close(self) -> None:
         self.read_best()
-        best = f"best {self.metric} {self.best_text()}" if self.study is None else self.best_text()
+        best = self.best_text() if self.pareto else f"best {self.metric} {self.best_text()}"
         self._print(f"{self.done}/{self.total} trials finished; {best}")
 
 

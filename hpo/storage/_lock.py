@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import optuna
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 __all__ = ["StudyLock", "creation_lock", "study_lock"]
 
@@ -50,6 +50,13 @@ def _advisory(conn: sa.Connection, key: int) -> Iterator[None]:
         conn.commit()
 
 
+def _lock_file(url: URL) -> Path | None:
+    """The lock file beside a SQLite database file; None for other databases."""
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return Path(url.database).expanduser().with_suffix(".hpo-lock")
+    return None
+
+
 @contextmanager
 def creation_lock(url: str) -> Iterator[None]:
     """Serialize schema creation among processes opening the same new database.
@@ -57,11 +64,10 @@ def creation_lock(url: str) -> Iterator[None]:
     Optuna creates its tables on first open; two processes doing so at once collide.
     """
     u = make_url(url)
-    backend = u.get_backend_name()
-    if backend == "sqlite" and u.database and u.database != ":memory:":
-        with _flock(Path(u.database).expanduser().with_suffix(".hpo-lock")):
+    if (lock_file := _lock_file(u)) is not None:
+        with _flock(lock_file):
             yield
-    elif backend == "postgresql":
+    elif u.get_backend_name() == "postgresql":
         engine = sa.create_engine(u, poolclass=sa.pool.NullPool)
         try:
             with engine.connect() as conn, _advisory(conn, _CREATE_KEY):
@@ -85,9 +91,7 @@ class StudyLock:
         url = make_url(storage.url)
         backend = url.get_backend_name()
         key = zlib.crc32(f"hpo:{study_name}".encode()) & 0x7FFFFFFF
-        self._path: Path | None = None
-        if backend == "sqlite" and url.database and url.database != ":memory:":
-            self._path = Path(url.database).expanduser().with_suffix(".hpo-lock")
+        self._path = _lock_file(url)
         self._statements = {
             "postgresql": (_PG_LOCK, _PG_UNLOCK, key),
             "mysql": (_MYSQL_LOCK, _MYSQL_UNLOCK, f"hpo{key}"),
