@@ -298,27 +298,33 @@ class _Loop:
 
     def _record(self, trial: optuna.Trial, result: TrialResult) -> tuple[FrozenTrial, bool]:
         """Store ``result``: the trial as stored, and False if someone else had already
-        finished it (nothing is written then)."""
+        finished it (nothing is written then). Called under the study's lock."""
+        tid = trial._trial_id  # noqa: SLF001 - Trial exposes no public id
+        state = {Outcome.COMPLETE: TrialState.COMPLETE, Outcome.PRUNED: TrialState.PRUNED}.get(
+            result.outcome, TrialState.FAIL
+        )
         try:
             if result.metrics and set(result.metrics) != set(self.spec.metric_names):
                 trial.set_user_attr(METRICS_ATTR, dict(result.metrics))
             if result.error:
                 trial.set_user_attr(ERROR_ATTR, result.error)
-            reread = not self.executor.writes_through_channel
-            state = {Outcome.COMPLETE: TrialState.COMPLETE, Outcome.PRUNED: TrialState.PRUNED}.get(
-                result.outcome, TrialState.FAIL
-            )
-            frozen = tell(self.study, trial, state, result.values, reread=reread)
+            if state is TrialState.FAIL:
+                # Its continuation is queued before the trial ends: killed between the two
+                # writes, the trial stays RUNNING and is found lost with its continuation
+                # there already (see fail_lost_trials), rather than FAIL with none.
+                stored = self.storage.get_trial(tid)
+                if stored.state.is_finished():
+                    return stored, False
+                if result.outcome is Outcome.INTERRUPTED:  # not the trial's fault: the next run starts with it
+                    enqueue_continuation(self.study, stored, reason="interrupted", max_attempts=None)
+                else:
+                    enqueue_continuation(self.study, stored, reason="error", max_attempts=self.spec.trial.max_retries + 1)
+            frozen = tell(self.study, trial, state, result.values, reread=not self.executor.writes_through_channel)
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError):  # "Cannot tell a FAIL trial"
-            stored = self.storage.get_trial(trial._trial_id)  # noqa: SLF001
+            stored = self.storage.get_trial(tid)
             if stored.state.is_finished():
                 return stored, False
             raise
-        if result.outcome is Outcome.INTERRUPTED:
-            # Not the trial's fault: queue it again so the next run starts with it.
-            enqueue_continuation(self.study, frozen, reason="interrupted", max_attempts=None)
-        elif state is TrialState.FAIL:
-            enqueue_continuation(self.study, frozen, reason="error", max_attempts=self.spec.trial.max_retries + 1)
         return frozen, True
 
 

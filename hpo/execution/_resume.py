@@ -70,7 +70,7 @@ def enqueue_continuation(
 
     Args:
         study: The study both trials belong to.
-        trial: The ended (FAIL or PRUNED) trial to continue.
+        trial: The trial to continue: ended (FAIL or PRUNED), or RUNNING and about to fail.
         reason: Why, e.g. ``"error"``, ``"heartbeat lost"``, ``"promoted"``.
         max_attempts: Most attempts a chain of retries may reach (None: no limit).
         retry: Mark the new trial as a retry (Optuna's ``failed_trial``/``retry_history``).

@@ -32,7 +32,8 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed", ca
 SPEC_ATTR = "hpo:spec"
 N_TRIALS_ATTR = "hpo:n_trials"
 # A trial lost with its orchestrator (not its own fault) may be continued this many more
-# times than trial.max_retries allows for its own failures.
+# times than trial.max_retries allows for its own failures. A bound still: a trial that
+# takes its orchestrator down with it (thread isolation, out of memory) must not loop.
 STALE_RETRIES = 3
 
 
@@ -54,7 +55,7 @@ def open_study(spec: StudySpec, *, seed_offset: bool = True) -> tuple[optuna.Stu
         heartbeat_interval=spec.executor.heartbeat_interval,
         grace_period=spec.executor.grace_period,
         stale_trial_callback=lambda study, trial: enqueue_continuation(
-            study, trial, reason="heartbeat lost", max_attempts=spec.trial.max_retries + STALE_RETRIES
+            study, trial, reason="heartbeat lost", max_attempts=spec.trial.max_retries + 1 + STALE_RETRIES
         ),
     )
     sampler = create_sampler(spec)
@@ -121,33 +122,65 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
         ) from None
 
 
+# Every RUNNING trial of a study with its latest heartbeat (if any) and the database's clock,
+# which stamped that heartbeat. One round trip.
+_RUNNING_QUERY = sa.text(
+    "SELECT t.trial_id, t.number, t.datetime_start, h.heartbeat, CURRENT_TIMESTAMP FROM trials t "
+    "LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id WHERE t.study_id = :sid AND t.state = 'RUNNING'"
+)
+_CONTINUED_QUERY = sa.text(
+    "SELECT a.value_json FROM trial_system_attributes a JOIN trials t ON a.trial_id = t.trial_id "
+    "WHERE t.study_id = :sid AND a.key = :continues"
+)
+
+
+def _when(value: object) -> datetime.datetime | None:
+    if isinstance(value, str):  # SQLite hands raw text back for a text() query
+        value = datetime.datetime.fromisoformat(value)
+    return value.replace(tzinfo=None) if isinstance(value, datetime.datetime) else None
+
+
 def fail_lost_trials(study: optuna.Study, storage: optuna.storages.RDBStorage, sid: int, grace_s: float) -> int:
     """Fail RUNNING trials whose orchestrator died, and continue them; return how many.
 
-    Optuna's ``fail_stale_trials`` covers trials whose heartbeat stopped; a trial whose
-    orchestrator died between creating it and its first heartbeat has no heartbeat at
-    all, and is taken as lost once it is older than the grace period.
+    A trial is lost when its heartbeat is older than the grace period (as Optuna's
+    ``fail_stale_trials`` sees it) or, if it has none, when it is that old itself: its
+    orchestrator died between creating it and its first heartbeat.
+
+    Each lost trial's continuation (the storage's stale-trial callback) is queued *before*
+    the trial is failed. A crash between the two writes leaves the trial RUNNING, to be
+    found lost again and failed without a second continuation; the other order would
+    leave a failed trial that nothing continues. Call it under the study's lock.
     """
-    optuna.storages.fail_stale_trials(study)
-    query = sa.text(
-        "SELECT t.trial_id, t.datetime_start FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
-        "WHERE t.study_id = :sid AND t.state = 'RUNNING' AND h.trial_id IS NULL"
-    )
     with storage.engine.connect() as conn:
-        rows = conn.execute(query, {"sid": sid}).all()
-    now = datetime.datetime.now()
-    lost = 0
+        rows = conn.execute(_RUNNING_QUERY, {"sid": sid}).all()
+    local_now = datetime.datetime.now()  # Optuna writes datetime_start from the local clock
+    lost_ids = []
+    for trial_id, _, started, beat, db_now in rows:
+        beat, db_now, started = _when(beat), _when(db_now), _when(started)
+        if beat is not None and db_now is not None:
+            if (db_now - beat).total_seconds() > grace_s:
+                lost_ids.append(trial_id)
+        elif started is not None and (local_now - started).total_seconds() >= grace_s:
+            lost_ids.append(trial_id)
+    if not lost_ids:
+        return 0
     callback = storage.get_heartbeat_stale_trial_callback()
-    for trial_id, started in rows:
-        if isinstance(started, str):  # SQLite hands raw text back for a text() query
-            started = datetime.datetime.fromisoformat(started)
-        if started is None or (now - started).total_seconds() < grace_s:
+    continued: set[int] = set()
+    if callback is not None:
+        with storage.engine.connect() as conn:
+            marks = conn.execute(_CONTINUED_QUERY, {"sid": sid, "continues": CONTINUES_ATTR}).scalars()
+            continued = {int(json.loads(m)["trial"]) for m in marks}
+    lost = 0
+    for trial_id in lost_ids:
+        trial = storage.get_trial(trial_id)
+        if trial.state is not TrialState.RUNNING:
             continue
+        if callback is not None and trial.number not in continued:
+            callback(study, trial)
         try:
-            if storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL):
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 lost += 1
-                if callback is not None:
-                    callback(study, storage.get_trial(trial_id))
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # another process got there first
     return lost

@@ -63,3 +63,63 @@ def test_a_checkpoint_whose_report_never_landed_is_not_resumed_from(tmp_path) ->
     lost, reported = study.get_trials()[2:]
     assert RESUME_ATTR not in lost.system_attrs and lost.intermediate_values == {}
     assert reported.system_attrs[RESUME_ATTR]["step"] == 2 and reported.intermediate_values == {1: 0.5, 2: 0.4}
+
+
+def test_a_trial_lost_with_its_orchestrator_is_continued_three_times_more_than_max_retries(write_study, tmp_path) -> None:
+    """Three orchestrator kills that each catch the same chain lose nothing; a fourth loss in a
+    row (a trial that takes its orchestrator down each time) ends the chain."""
+    from hpo.execution._study import STALE_RETRIES, open_study
+
+    spec = hpo.load_spec(write_study({"n_trials": 1, "trial": {"entrypoint": "hpo.tasks.synthetic:quadratic"}}))
+    study, storage = open_study(spec)
+    lost_with_orchestrator = storage.get_heartbeat_stale_trial_callback()
+    trial = study.ask()
+    for attempt in range(1, STALE_RETRIES + 2):
+        storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        lost_with_orchestrator(study, storage.get_trial(trial._trial_id))
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        assert len(waiting) == (1 if attempt <= STALE_RETRIES else 0), attempt
+        if waiting:
+            trial = study.ask()
+            assert trial.number == waiting[0].number
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * (STALE_RETRIES + 1)
+
+
+def _lost_trial_study(write_study):
+    """A study with one RUNNING trial whose last heartbeat is a minute old."""
+    import sqlalchemy as sa
+
+    from hpo.execution._study import open_study
+
+    spec = hpo.load_spec(write_study({"n_trials": 1, "trial": {"entrypoint": "hpo.tasks.synthetic:quadratic"}}))
+    study, storage = open_study(spec)
+    trial = study.ask()
+    trial.report(0.5, 1)
+    storage.record_heartbeat(trial._trial_id)
+    with storage.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE trial_heartbeats SET heartbeat = :t"), {"t": "2000-01-01 00:00:00"})
+    return study, storage, storage.get_study_id_from_name(spec.name)
+
+
+def test_a_trial_whose_heartbeat_stopped_is_failed_and_continued(write_study) -> None:
+    from hpo.execution._study import fail_lost_trials
+
+    study, storage, sid = _lost_trial_study(write_study)
+    fresh = study.ask()  # started now, no heartbeat yet: not lost
+    assert fail_lost_trials(study, storage, sid, grace_s=30) == 1
+    lost, fresh, continuation = study.get_trials()
+    assert lost.state == TrialState.FAIL and fresh.state == TrialState.RUNNING
+    assert continuation.state == TrialState.WAITING and continuation.params == lost.params
+    assert continuation.system_attrs["hpo:continues"] == {"trial": 0, "reason": "heartbeat lost"}
+    assert continuation.intermediate_values == {}  # no checkpoint: it starts over
+
+
+def test_a_crash_between_continuing_a_lost_trial_and_failing_it_continues_it_once(write_study) -> None:
+    """The continuation is written first; found lost again, the trial is only failed."""
+    from hpo.execution._study import fail_lost_trials
+
+    study, storage, sid = _lost_trial_study(write_study)
+    continue_lost = storage.get_heartbeat_stale_trial_callback()
+    continue_lost(study, study.get_trials()[0])  # ... and the process died before the FAIL
+    assert fail_lost_trials(study, storage, sid, grace_s=30) == 1
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
