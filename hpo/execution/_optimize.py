@@ -150,6 +150,7 @@ class _Loop:
         self.deadline = time.monotonic() + spec.timeout if spec.timeout else None
         self.errors: list[BaseException] = []
         self.next_stale_check = 0.0
+        self.unbeaten: dict[int, float] = {}  # RUNNING trials seen without a heartbeat, since when
         self.maybe_continuation: dict[int, bool] = {}
         self.run_dir = Path(spec.run_dir or Path("hpo_runs") / spec.name).resolve()
         self.ckpt_root = Path(spec.checkpoints.root).resolve() if spec.checkpoints.root else self.run_dir / "checkpoints"
@@ -202,7 +203,9 @@ class _Loop:
             with self.lock, self.study_lock.hold() as conn:
                 now = time.monotonic()
                 if now >= self.next_stale_check:  # a query per trial would cost more than it finds
-                    fail_lost_trials(self.study, self.storage, self.study_id, self.spec.executor.grace_period)
+                    fail_lost_trials(
+                        self.study, self.storage, self.study_id, self.spec.executor.grace_period, self.unbeaten
+                    )
                     self.next_stale_check = now + self.heartbeat_s
                 b = budget(self.storage, self.study_id, self.spec.n_trials, conn)
                 if b.finished or (self._space_exhausted() and not b.waiting):

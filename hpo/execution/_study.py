@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -125,7 +126,7 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
 # Every RUNNING trial of a study with its latest heartbeat (if any) and the database's clock,
 # which stamped that heartbeat. One round trip.
 _RUNNING_QUERY = sa.text(
-    "SELECT t.trial_id, t.number, t.datetime_start, h.heartbeat, CURRENT_TIMESTAMP FROM trials t "
+    "SELECT t.trial_id, t.datetime_start, h.heartbeat, CURRENT_TIMESTAMP FROM trials t "
     "LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id WHERE t.study_id = :sid AND t.state = 'RUNNING'"
 )
 _CONTINUED_QUERY = sa.text(
@@ -140,12 +141,22 @@ def _when(value: object) -> datetime.datetime | None:
     return value.replace(tzinfo=None) if isinstance(value, datetime.datetime) else None
 
 
-def fail_lost_trials(study: optuna.Study, storage: optuna.storages.RDBStorage, sid: int, grace_s: float) -> int:
+def fail_lost_trials(
+    study: optuna.Study,
+    storage: optuna.storages.RDBStorage,
+    sid: int,
+    grace_s: float,
+    unbeaten: dict[int, float] | None = None,
+) -> int:
     """Fail RUNNING trials whose orchestrator died, and continue them; return how many.
 
-    A trial is lost when its heartbeat is older than the grace period (as Optuna's
-    ``fail_stale_trials`` sees it) or, if it has none, when it is that old itself: its
-    orchestrator died between creating it and its first heartbeat.
+    A trial is lost when its heartbeat is older than the grace period by the database's
+    clock (as Optuna's ``fail_stale_trials`` sees it) or, if it has none, when it has had
+    none for that long: its orchestrator died between starting it and its first beat.
+    The latter is timed from when this process first saw the trial without a heartbeat
+    (``unbeaten``, kept by the caller between calls: trial id -> ``time.monotonic()``), as
+    its start time comes from the clock of the host that started it, perhaps in another
+    time zone. Without ``unbeaten`` the start time is compared with this host's clock.
 
     Each lost trial's continuation (the storage's stale-trial callback) is queued *before*
     the trial is failed. A crash between the two writes leaves the trial RUNNING, to be
@@ -154,15 +165,22 @@ def fail_lost_trials(study: optuna.Study, storage: optuna.storages.RDBStorage, s
     """
     with storage.engine.connect() as conn:
         rows = conn.execute(_RUNNING_QUERY, {"sid": sid}).all()
-    local_now = datetime.datetime.now()  # Optuna writes datetime_start from the local clock
+    local_now, now = datetime.datetime.now(), time.monotonic()
     lost_ids = []
-    for trial_id, _, started, beat, db_now in rows:
+    for trial_id, started, beat, db_now in rows:
         beat, db_now, started = _when(beat), _when(db_now), _when(started)
         if beat is not None and db_now is not None:
             if (db_now - beat).total_seconds() > grace_s:
                 lost_ids.append(trial_id)
+        elif unbeaten is not None:
+            if now - unbeaten.setdefault(trial_id, now) >= grace_s:
+                lost_ids.append(trial_id)
         elif started is not None and (local_now - started).total_seconds() >= grace_s:
             lost_ids.append(trial_id)
+    if unbeaten is not None:  # forget trials that have beaten, ended, or are failed below
+        keep = {row[0] for row in rows if row[2] is None} - set(lost_ids)
+        for trial_id in set(unbeaten) - keep:
+            del unbeaten[trial_id]
     if not lost_ids:
         return 0
     callback = storage.get_heartbeat_stale_trial_callback()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from optuna.trial import TrialState
 
 import hpo
@@ -85,41 +86,74 @@ def test_a_trial_lost_with_its_orchestrator_is_continued_three_times_more_than_m
     assert [t.state for t in study.trials] == [TrialState.FAIL] * (STALE_RETRIES + 1)
 
 
-def _lost_trial_study(write_study):
-    """A study with one RUNNING trial whose last heartbeat is a minute old."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def lost_trial_study(request, write_study):
+    """A study with two RUNNING trials that beat: the first long ago, the second just now."""
     import sqlalchemy as sa
 
     from hpo.execution._study import open_study
 
-    spec = hpo.load_spec(write_study({"n_trials": 1, "trial": {"entrypoint": "hpo.tasks.synthetic:quadratic"}}))
+    overrides = {"n_trials": 1, "trial": {"entrypoint": "hpo.tasks.synthetic:quadratic"}}
+    if request.param == "postgresql":
+        overrides["storage"] = request.getfixturevalue("postgres_url")
+    spec = hpo.load_spec(write_study(overrides))
     study, storage = open_study(spec)
-    trial = study.ask()
-    trial.report(0.5, 1)
-    storage.record_heartbeat(trial._trial_id)
+    lost, alive = study.ask(), study.ask()
+    lost.report(0.5, 1)
+    storage.record_heartbeat(lost._trial_id)
     with storage.engine.begin() as conn:
         conn.execute(sa.text("UPDATE trial_heartbeats SET heartbeat = :t"), {"t": "2000-01-01 00:00:00"})
+    storage.record_heartbeat(alive._trial_id)  # by the database's clock, as the check reads it
     return study, storage, storage.get_study_id_from_name(spec.name)
 
 
-def test_a_trial_whose_heartbeat_stopped_is_failed_and_continued(write_study) -> None:
+def test_a_trial_whose_heartbeat_stopped_is_failed_and_continued(lost_trial_study) -> None:
     from hpo.execution._study import fail_lost_trials
 
-    study, storage, sid = _lost_trial_study(write_study)
+    study, storage, sid = lost_trial_study
     fresh = study.ask()  # started now, no heartbeat yet: not lost
     assert fail_lost_trials(study, storage, sid, grace_s=30) == 1
-    lost, fresh, continuation = study.get_trials()
-    assert lost.state == TrialState.FAIL and fresh.state == TrialState.RUNNING
+    lost, alive, fresh, continuation = study.get_trials()
+    assert lost.state == TrialState.FAIL and alive.state == fresh.state == TrialState.RUNNING
     assert continuation.state == TrialState.WAITING and continuation.params == lost.params
     assert continuation.system_attrs["hpo:continues"] == {"trial": 0, "reason": "heartbeat lost"}
     assert continuation.intermediate_values == {}  # no checkpoint: it starts over
 
 
-def test_a_crash_between_continuing_a_lost_trial_and_failing_it_continues_it_once(write_study) -> None:
+def test_a_crash_between_continuing_a_lost_trial_and_failing_it_continues_it_once(lost_trial_study) -> None:
     """The continuation is written first; found lost again, the trial is only failed."""
     from hpo.execution._study import fail_lost_trials
 
-    study, storage, sid = _lost_trial_study(write_study)
+    study, storage, sid = lost_trial_study
     continue_lost = storage.get_heartbeat_stale_trial_callback()
     continue_lost(study, study.get_trials()[0])  # ... and the process died before the FAIL
     assert fail_lost_trials(study, storage, sid, grace_s=30) == 1
-    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
+
+
+def test_a_trial_without_heartbeat_is_lost_after_the_grace_period_seen_here_whatever_its_start_clock(
+    write_study,
+) -> None:
+    """Its start time comes from the clock of the host that started it (perhaps hours ahead or
+    behind): a trial another host started a moment ago is not failed for it."""
+    import datetime
+    import time
+
+    import sqlalchemy as sa
+
+    from hpo.execution._study import fail_lost_trials, open_study
+
+    spec = hpo.load_spec(write_study({"n_trials": 1, "trial": {"entrypoint": "hpo.tasks.synthetic:quadratic"}}))
+    study, storage = open_study(spec)
+    sid = storage.get_study_id_from_name(spec.name)
+    trial = study.ask()
+    hours_behind = datetime.datetime.now() - datetime.timedelta(hours=5)
+    with storage.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE trials SET datetime_start = :t"), {"t": hours_behind})
+    unbeaten: dict[int, float] = {}
+    assert fail_lost_trials(study, storage, sid, grace_s=0.5, unbeaten=unbeaten) == 0
+    assert study.trials[0].state == TrialState.RUNNING
+    time.sleep(0.6)
+    assert fail_lost_trials(study, storage, sid, grace_s=0.5, unbeaten=unbeaten) == 1
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING] and unbeaten == {}
+    assert study.trials[1].system_attrs["hpo:continues"]["trial"] == trial.number
