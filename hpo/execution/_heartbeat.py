@@ -2,7 +2,8 @@
 
 One thread beats for every trial this process runs. A trial's first beat comes one
 interval after it starts: a trial that ends sooner costs no write, and a trial lost
-before its first beat is still found, by its age (``fail_lost_trials``).
+before its first beat is still found once no beat has come for the grace period
+(``fail_lost_trials``).
 """
 
 from __future__ import annotations

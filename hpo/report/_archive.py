@@ -31,6 +31,7 @@ from hpo.execution import (
     ERROR_ATTR,
     RESUME_ATTR,
     SPEC_ATTR,
+    continued_trial,
     enqueue_continuation,
 )
 from hpo.spec import check_study_name
@@ -145,8 +146,11 @@ def import_study(
         if archive.get("metric_names") and study.metric_names != archive["metric_names"]:
             study.set_metric_names(list(archive["metric_names"]))
         study.add_trials(trials)
+        # A trial exported in the moment between queuing its continuation and failing (or
+        # after a crash there) is continued already.
+        continued = {n for t in study.get_trials(deepcopy=False) if (n := continued_trial(t)) is not None}
         for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-            if t.number in was_running:
+            if t.number in was_running and t.number not in continued:
                 enqueue_continuation(study, t, reason="running when exported", max_attempts=None)
     except BaseException as e:
         optuna.delete_study(study_name=name, storage=storage)

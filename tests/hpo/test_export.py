@@ -151,6 +151,20 @@ def test_running_trial_is_imported_as_fail_and_queued_again(tmp_path) -> None:
     assert len(optuna.load_study(study_name="r", storage=again).trials) == 3
 
 
+def test_a_running_trial_exported_with_its_continuation_is_not_continued_twice(tmp_path) -> None:
+    """Exported between queuing its continuation and failing it (or after a crash there)."""
+    from hpo.execution import enqueue_continuation
+
+    src, dst = (f"sqlite:///{tmp_path / n}.db" for n in ("a", "b"))
+    study = optuna.create_study(study_name="r", storage=src)
+    running = study.ask({"lr": DISTS["lr"]})
+    enqueue_continuation(study, study.trials[running.number], reason="error", max_attempts=None)
+    import_study(export_study("r", src), dst)
+    trials = optuna.load_study(study_name="r", storage=dst).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].system_attrs["hpo:continues"] == {"trial": 0, "reason": "error"}
+
+
 def test_existing_study_is_refused_and_kept(tmp_path, capsys) -> None:
     url = f"sqlite:///{tmp_path / 'a.db'}"
     _rich_study(url)

@@ -157,3 +157,42 @@ def test_a_trial_without_heartbeat_is_lost_after_the_grace_period_seen_here_what
     assert fail_lost_trials(study, storage, sid, grace_s=0.5, unbeaten=unbeaten) == 1
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING] and unbeaten == {}
     assert study.trials[1].system_attrs["hpo:continues"]["trial"] == trial.number
+
+
+class _Killed(BaseException):
+    """Stands for the process dying at this point."""
+
+
+def test_a_lost_trial_is_continued_before_it_is_failed(lost_trial_study, monkeypatch) -> None:
+    from hpo.execution._study import fail_lost_trials
+
+    study, storage, sid = lost_trial_study
+
+    def killed(*args, **kwargs):
+        raise _Killed
+
+    monkeypatch.setattr(storage, "set_trial_state_values", killed)
+    with pytest.raises(_Killed):
+        fail_lost_trials(study, storage, sid, grace_s=30)
+    monkeypatch.undo()
+    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING, TrialState.RUNNING, TrialState.WAITING]
+
+
+def test_a_failed_trial_is_continued_before_it_is_failed(write_study, tmp_path, monkeypatch) -> None:
+    """Killed between the two writes, the trial stays RUNNING (to be found lost) with its
+    continuation queued; the other order would leave a FAIL that nothing continues."""
+    from hpo.execution import _optimize
+
+    def killed(study, trial, state, *args, **kwargs):
+        if state is TrialState.FAIL:
+            raise _Killed
+        return tell(study, trial, state, *args, **kwargs)
+
+    tell = _optimize.tell
+    monkeypatch.setattr(_optimize, "tell", killed)
+    spec = _spec(write_study, tmp_path, retries=1)
+    with pytest.raises(_Killed):
+        hpo.optimize(spec, progress=Progress())
+    first, retry = hpo.load_study(spec.name, spec.storage_url).trials
+    assert first.state == TrialState.RUNNING and retry.state == TrialState.WAITING
+    assert retry.system_attrs["hpo:continues"] == {"trial": 0, "reason": "error"}
