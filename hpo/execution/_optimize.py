@@ -288,7 +288,7 @@ class _Loop:
         # Under the study's lock, so that no checkpoint clean-up (another slot's or another
         # process's) sees a failed trial before the continuation that resumes from its
         # checkpoint is queued.
-        with self.lock, self.study_lock.hold():
+        with self.lock, self.study_lock.hold() as conn:
             frozen, recorded = self._record(trial, result)
             if not recorded:
                 # Taken for lost while it ran (its heartbeat stalled past the grace period), it
@@ -296,7 +296,7 @@ class _Loop:
                 result = TrialResult(Outcome.INTERRUPTED, error="taken for lost while it ran; continued by another trial")
             elif trial_checkpoint_dir(self.ckpt_root, frozen.number).is_dir():
                 collect_checkpoints(self.study, self.ckpt_root, self.spec.checkpoints.keep.best)
-            self.progress.counted(budget(self.storage, self.study_id, self.spec.n_trials).done)
+            self.progress.counted(budget(self.storage, self.study_id, self.spec.n_trials, conn).done)
         self.progress.trial_finished(frozen, result)
 
     def _record(self, trial: optuna.Trial, result: TrialResult) -> tuple[FrozenTrial, bool]:
