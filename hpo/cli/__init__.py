@@ -34,7 +34,10 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``hpo`` command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    show_tb = "--traceback" in argv
+    # --traceback is taken anywhere before a `--` (after it, arguments are someone else's).
+    cut = argv.index("--") if "--" in argv else len(argv)
+    show_tb = "--traceback" in argv[:cut]
+    argv = [a for a in argv[:cut] if a != "--traceback"] + argv[cut:]
     try:
         args = build_parser().parse_args(argv)
         import optuna

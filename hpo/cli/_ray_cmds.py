@@ -44,7 +44,7 @@ def with_executor(spec: StudySpec, executor: str | None, address: str | None) ->
     kind = executor or ex["type"]
     if address is not None and kind != "ray":
         raise SpecError(
-            f"--address applies to --executor ray (the executor is {kind})", key="executor.address"
+            f"applies to --executor ray (the executor is {kind})", key="--address"
         )
     if kind == "ray":
         ex.update(type="ray", isolation="process")
@@ -52,7 +52,12 @@ def with_executor(spec: StudySpec, executor: str | None, address: str | None) ->
             ex["address"] = address
     else:
         ex.update(type="local", address=None, cpus_per_worker=None)
-    return spec_from_dict(data, check_entrypoint=False)
+    try:
+        return spec_from_dict(data, check_entrypoint=False)
+    except SpecError as e:
+        if address is not None and e.key == "executor.address":  # the flag's value, not the file's
+            raise SpecError(e.message, key="--address") from None
+        raise
 
 
 def _client(address: str) -> Any:
@@ -201,7 +206,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     # Each of status/logs/stop sets its own ``run``, which replaces this one.
     p = add_command(sub, "job", "follow a study submitted with `hpo submit`", lambda a: EXIT_OK,
                     "hpo job status raysubmit_XYZ --address http://HOST:8265")
-    jobs = p.add_subparsers(dest="job_command", required=True, parser_class=type(p))
+    jobs = p.add_subparsers(dest="job_command", metavar="{status,logs,stop}", required=True, parser_class=type(p))
     q = add_command(jobs, "status", "the job's state (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)", _cmd_job_status,
                     "hpo job status raysubmit_XYZ --address http://HOST:8265 --wait")
     _job_ref(q)

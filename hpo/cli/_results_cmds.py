@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -78,8 +79,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         log = sys.stderr
     else:
-        try:
-            Path(args.output).write_text(text, encoding="utf-8")
+        out = Path(args.output)
+        try:  # whole or not at all: an earlier archive at that path is never left half-overwritten
+            out.parent.mkdir(parents=True, exist_ok=True)
+            part = out.with_name(out.name + ".part")
+            part.write_text(text, encoding="utf-8")
+            os.replace(part, out)
         except OSError as e:
             raise SpecError(f"cannot write {args.output}: {e.strerror or e}", key="output") from None
         log = sys.stdout

@@ -35,7 +35,9 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         flag = (e.key or "").replace("_", "-")
         if e.key in ("storage", "n_trials", "concurrency", "timeout") and getattr(args, e.key) is not None:
             raise SpecError(e.message, key=f"--{flag}") from None
-        raise SpecError(e.message, file=args.spec, key=e.key) from None  # what the study file says is refused
+        from hpo.spec._load import error_in_file
+
+        raise error_in_file(e.message, args.spec, e.key) from None  # what the study file says is refused
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
@@ -167,7 +169,10 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     for path in logs:
         if len(logs) > 1:
             print(f"==> {path.stem} <==")
-        sys.stdout.write(path.read_text(errors="replace"))
+        text = path.read_text(errors="replace")
+        sys.stdout.write(text)
+        if not text:  # said on stderr, so `hpo logs ... > file` keeps only what the trial wrote
+            print(f"({path.stem} of trial {args.trial} wrote nothing: {path})", file=sys.stderr)
     return EXIT_OK
 
 

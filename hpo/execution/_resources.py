@@ -73,6 +73,11 @@ def plan_slots(
                 f"but this machine has {len(available)}; lower concurrency to {len(available) // need}",
                 key="concurrency",
             )
+    if workers > cpus and not per_worker:
+        raise SpecError(
+            f"a trial needs {workers} worker processes, but this machine has {cpus} CPU core(s)",
+            key="trial.resources.workers",
+        )
     if workers * concurrency > cpus and not per_worker:
         raise SpecError(
             f"concurrency {concurrency} x {workers} worker(s) = {workers * concurrency} processes, "

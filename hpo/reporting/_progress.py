@@ -153,7 +153,7 @@ class PlainProgress(_Tally):
         super().trial_finished(trial, result)
         state = result.outcome.value
         value = self.values_text(trial)
-        why = f" ({result.error.strip().splitlines()[-1][:160]})" if result.error and state != "COMPLETE" else ""
+        why = f" [{result.error.strip().splitlines()[-1][:160]}]" if result.error and state != "COMPLETE" else ""
         self._print(
             f"trial {trial.number} {state}{value}{why} params={trial.params} | "
             f"{self.done}/{self.total} done, {self.pruned} pruned, {self.failed} failed, "

@@ -88,6 +88,18 @@ def spec_from_dict(
     return spec
 
 
+def error_in_file(message: str, path: str | Path, key: str | None) -> SpecError:
+    """A SpecError for what the study file at ``path`` says at ``key`` (refused after loading,
+    e.g. by the database), with the key's line when the file still reads."""
+    line = None
+    if key:
+        try:
+            line = _line_of(_read_yaml(Path(path))[1], key.split("."))
+        except SpecError:
+            pass
+    return SpecError(message, file=str(path), key=key, line=line)
+
+
 def load_entrypoint(entrypoint: str) -> Callable[..., Any]:
     """Import ``package.module:function`` (never ``eval``) and return the function.
 

@@ -54,6 +54,9 @@ def test_unknown_study_is_exit_1_with_available_names(write_study, tmp_path) -> 
     hpo_cli("optimize", str(path), cwd=tmp_path)
     res = hpo_cli("status", "nope", "--storage", f"sqlite:///{tmp_path / 'db.sqlite'}", cwd=tmp_path)
     assert res.returncode == 1 and "no study 'nope'" in res.stderr and "t" in res.stderr
+    # --traceback is taken after the command as well as before it.
+    res = hpo_cli("status", "nope", "--storage", f"sqlite:///{tmp_path / 'db.sqlite'}", "--traceback", cwd=tmp_path)
+    assert res.returncode == 1 and "Traceback" in res.stderr and "StudyNotFoundError: no study 'nope'" in res.stderr
 
 
 def test_bad_flag_is_exit_2(tmp_path) -> None:
@@ -103,7 +106,8 @@ def test_a_study_continued_with_another_metric_is_refused(write_study, tmp_path)
     other = write_study({"n_trials": 2, "metric": "accuracy"}, name="other.yaml")
     res = hpo_cli("optimize", str(other), cwd=tmp_path)
     assert res.returncode == 2
-    assert f"error: {other}: metric: study 't' already exists with metric(s) ['loss'], not ['accuracy']" in res.stderr
+    line = 1 + other.read_text().splitlines().index("metric: accuracy")
+    assert f"error: {other}:{line}: metric: study 't' already exists with metric(s) ['loss'], not ['accuracy']" in res.stderr
 
 
 def test_progress_counts_a_retried_failure_once(write_study, tmp_path) -> None:
@@ -111,7 +115,7 @@ def test_progress_counts_a_retried_failure_once(write_study, tmp_path) -> None:
                                                  "max_epochs": 4, "max_retries": 1}})
     res = hpo_cli("optimize", str(path), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "trial 0 FAIL" in res.stdout and "| 0/1 done" in res.stdout
+    assert "trial 0 FAIL [" in res.stdout and "node lost" in res.stdout and "| 0/1 done" in res.stdout
     assert "trial 1 COMPLETE" in res.stdout and "| 1/1 done" in res.stdout
     assert "1/1 trials finished" in res.stdout
 
@@ -164,3 +168,5 @@ def test_logs_are_found_in_the_run_directory_of_an_earlier_run(write_study, tmp_
     for trial in ("0", "1"):
         res = hpo_cli("logs", str(path), trial, cwd=second)
         assert res.returncode == 0, res.stderr
+        # The quadratic objective prints nothing: an empty log is said to be empty, on stderr.
+        assert res.stdout == "" and f"(rank_0 of trial {trial} wrote nothing: " in res.stderr

@@ -110,13 +110,14 @@ def test_sqlite_to_postgres_to_json_is_lossless(tmp_path, pg_url, capsys) -> Non
 def test_sqlite_to_sqlite_under_a_new_name(tmp_path, capsys) -> None:
     src, dst = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
     _rich_study(src)
-    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a, b = tmp_path / "a.json", tmp_path / "new" / "dir" / "b.json"  # its directory is made
     assert main(["export", "rich", "--storage", src, str(a)]) == 0
     assert main(["import", str(a), "--storage", dst, "--study", "copy"]) == 0
     assert main(["export", "copy", "--storage", dst, str(b)]) == 0
     assert _canonical(a, drop_name=True) == _canonical(b, drop_name=True)
     assert json.loads(b.read_text())["study_name"] == "copy"
     assert json.loads(b.read_text())["user_attrs"]["hpo:spec"]["name"] == "copy"  # the spec renamed too
+    assert [p.name for p in b.parent.iterdir()] == ["b.json"]  # written whole, then renamed
 
 
 def test_multi_objective_directions_survive(tmp_path) -> None:

@@ -150,8 +150,10 @@ def test_slot_planning_divides_gpus_and_cpus() -> None:
     assert slots[0].threads_per_worker == 4
     with pytest.raises(hpo.SpecError, match="lower concurrency to 2"):
         plan_slots(workers=2, device="cuda", gpus_per_worker=1, concurrency=3, gpus=[0, 1, 2, 3])
-    with pytest.raises(hpo.SpecError, match="this machine has 2 CPU"):
+    with pytest.raises(hpo.SpecError, match="^concurrency: concurrency 2 x 2 worker.* this machine has 2 CPU"):
         plan_slots(workers=2, device="cpu", gpus_per_worker=0, concurrency=2, cpus=2)
+    with pytest.raises(hpo.SpecError, match="^trial.resources.workers: a trial needs 4 worker processes"):
+        plan_slots(workers=4, device="cpu", gpus_per_worker=0, concurrency=1, cpus=2)
 
 
 def test_ctrl_c_ends_trials_requeues_them_and_leaves_no_workers(write_study, tmp_path) -> None:

@@ -195,3 +195,11 @@ def test_reading_a_study_file_for_its_results_skips_the_engine_check(write_study
     code = f"import sys; from hpo.spec import load_spec; load_spec({str(path)!r}, check_entrypoint=False); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_readme_study_file_validates(tmp_path) -> None:
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## A study file", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "readme.yaml").write_text(block)
+    spec = load_spec(tmp_path / "readme.yaml")
+    assert spec.search_space["momentum"].condition_values() == {"optimizer": ["SGD"]}
