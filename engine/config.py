@@ -82,14 +82,14 @@ _TOP = Section(
     },
 )
 _ZERO = Section(
-    known=frozenset({"stage"}),
+    known=frozenset({"stage", "ignore_unused_parameters"}),
     ignored=frozenset({
         "allgather_partitions", "allgather_bucket_size", "overlap_comm", "reduce_scatter",
         "reduce_bucket_size", "contiguous_gradients", "stage3_prefetch_bucket_size", "prefetch_bucket_size",
         "stage3_param_persistence_threshold", "param_persistence_threshold", "stage3_max_live_parameters",
         "max_live_parameters", "stage3_max_reuse_distance", "max_reuse_distance", "sub_group_size",
-        "round_robin_gradients", "elastic_checkpoint", "load_from_fp32_weights", "ignore_unused_parameters",
-        "legacy_stage1", "stage3_model_persistence_threshold", "model_persistence_threshold",
+        "round_robin_gradients", "elastic_checkpoint", "load_from_fp32_weights", "legacy_stage1",
+        "stage3_model_persistence_threshold", "model_persistence_threshold",
         "memory_efficient_linear", "use_multi_rank_bucket_allreduce", "log_trace_cache_warnings",
         "use_all_reduce_for_fetch_params", "module_granularity_threshold",
     }),
@@ -253,6 +253,9 @@ def _parallel(raw: dict[str, Any], ignored: list[str]) -> ParallelConfig:
         zero_stage=stage,
         tp_size=next(iter(sizes.values()), 1),
         activation_checkpointing=as_bool(ac, "activation_checkpointing"),
+        ignore_unused_parameters=as_bool(
+            zero.get("ignore_unused_parameters", True), "zero_optimization.ignore_unused_parameters"
+        ),
     )
 
 

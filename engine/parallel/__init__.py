@@ -48,6 +48,9 @@ class ParallelConfig:
     """Tensor-parallel degree; ``WORLD_SIZE`` must be a multiple of it."""
     activation_checkpointing: bool = False
     """Recompute each block's activations in backward instead of storing them."""
+    ignore_unused_parameters: bool = True
+    """Stage 0: a parameter that gets no gradient in a step is fine (DDP looks for them after
+    each forward); False: it is an error, and DDP skips that search."""
 
     def __post_init__(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3):
@@ -153,6 +156,6 @@ def parallelize(
     assert mesh is not None
     dp_mesh = mesh["dp"] if dims.tp > 1 else mesh
     if config.zero_stage == 0:
-        return apply_ddp(model, dp_mesh, device)
+        return apply_ddp(model, dp_mesh, device, find_unused_parameters=config.ignore_unused_parameters)
     apply_fsdp(model, dp_mesh, ZeroStage(config.zero_stage), precision)
     return model

@@ -33,7 +33,7 @@ def make_gpt() -> GPT:
 def make_data(kind: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` samples for the MLP (features, labels) or the GPT (inputs, next tokens)."""
     gen = torch.Generator().manual_seed(1234)
-    if kind == "mlp":
+    if kind.startswith("mlp"):
         return torch.randn(n, IN, generator=gen), torch.randint(0, CLASSES, (n,), generator=gen)
     tokens = torch.randint(0, VOCAB, (n, SEQ + 1), generator=gen)
     return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
@@ -44,6 +44,11 @@ def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def make_model(kind: str) -> torch.nn.Module:
+    """``mlp``, ``gpt``, or ``mlp_unused``: the MLP with a layer its forward never uses."""
+    if kind == "mlp_unused":
+        model = make_mlp()
+        model.spare = torch.nn.Linear(IN, CLASSES)
+        return model
     return make_mlp() if kind == "mlp" else make_gpt()
 
 

@@ -40,6 +40,16 @@ def test_data_parallel_with_accumulation_matches_one_process(stage: int) -> None
 
 
 @pytest.mark.timeout(120)
+def test_a_parameter_without_gradient_is_fine_at_stage_0_as_at_every_stage() -> None:
+    """DeepSpeed's ignore_unused_parameters (default true): a layer the forward skips (say,
+    one a trial's parameters switch off) neither fails DDP nor changes the others' training."""
+    want = reference_run("mlp_unused", steps=3, batch=8, lr=LR, clip=0.5)
+    got = engine.launch(run_layout, world_size=2, args=("mlp_unused", _config(0, 2, 2), 3), timeout_s=100)
+    _assert_close(got, want)
+    assert torch.equal(got["spare.weight"], want["spare.weight"])
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("stage", [1, 2])
 def test_zero_stages_1_and_2_match_one_process(stage: int) -> None:
     """Stages 1 and 2 (deferred vs per-micro-batch gradient reduction) train identically."""
