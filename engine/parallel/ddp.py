@@ -19,7 +19,7 @@ def apply_ddp(
     all-reduce on accumulation micro-steps by running the forward under ``no_sync()``.
     ``find_unused_parameters`` lets a step leave some parameters without a gradient (as
     DeepSpeed's stage 0 and FSDP do), for a walk of the autograd graph after each forward:
-    about 1% of a step of a 0.8M-parameter GPT on CPU at world 2.
+    about 1% of a step (benchmarks/engine_ddp_step_time.py).
     """
     return DistributedDataParallel(
         model,
