@@ -23,6 +23,7 @@ from hpo.execution._resume import (
     CHECKPOINT_ATTR,
     ERROR_ATTR,
     METRICS_ATTR,
+    NOT_CONTINUED_ATTR,
     PROMOTED,
     PROMOTED_AT_END,
     RESUME_ATTR,
@@ -320,8 +321,12 @@ class _Loop:
                     return stored, False
                 if result.outcome is Outcome.INTERRUPTED:  # not the trial's fault: the next run starts with it
                     enqueue_continuation(self.study, stored, reason="interrupted", max_attempts=None)
-                else:
-                    enqueue_continuation(self.study, stored, reason="error", max_attempts=self.spec.trial.max_retries + 1)
+                elif not enqueue_continuation(
+                    self.study, stored, reason="error", max_attempts=self.spec.trial.max_retries + 1
+                ):
+                    # Its retries are used up: found lost after a crash before the FAIL below,
+                    # it is failed, not continued as a trial lost with its orchestrator.
+                    self.storage.set_trial_system_attr(tid, NOT_CONTINUED_ATTR, "retries used up")
             frozen = tell(self.study, trial, state, result.values, reread=not self.executor.writes_through_channel)
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError):  # "Cannot tell a FAIL trial"
             stored = self.storage.get_trial(tid)

@@ -21,6 +21,7 @@ __all__ = [
     "PROMOTED_AT_END",
     "ERROR_ATTR",
     "METRICS_ATTR",
+    "NOT_CONTINUED_ATTR",
     "PREVIOUS_ERRORS_ATTR",
     "RESUME_ATTR",
     "continuation_mark",
@@ -34,6 +35,7 @@ METRICS_ATTR = "hpo:metrics"  # user attr: every metric a trial returned, when m
 CHECKPOINT_ATTR = "hpo:checkpoint"  # user attr of a trial: its latest {"step", "path"}
 RESUME_ATTR = "hpo:resume"  # system attr of a continuation: {"step", "path"} to load
 CONTINUES_ATTR = "hpo:continues"  # system attr of a continuation: {"trial", "reason"}
+NOT_CONTINUED_ATTR = "hpo:not_continued"  # system attr of a trial that ends without continuation: why
 PROMOTED, PROMOTED_AT_END = "promoted", "promoted after the budget"  # reasons of promotions
 PREVIOUS_ERRORS_ATTR = "hpo:previous_errors"
 
@@ -88,7 +90,8 @@ def enqueue_continuation(
         ck = None
     step = ck[0] if ck else 0
     system_attrs: dict[str, Any] = {
-        k: v for k, v in trial.system_attrs.items() if k not in (RESUME_ATTR, CONTINUES_ATTR, "fixed_params")
+        k: v for k, v in trial.system_attrs.items()
+        if k not in (RESUME_ATTR, CONTINUES_ATTR, NOT_CONTINUED_ATTR, "fixed_params")
     }
     system_attrs[CONTINUES_ATTR] = {"trial": trial.number, "reason": reason}
     if retry:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.exceptions import SpecError, StorageError, StudyNotFoundError
-from hpo.execution._resume import CONTINUES_ATTR, enqueue_continuation
+from hpo.execution._resume import CONTINUES_ATTR, NOT_CONTINUED_ATTR, enqueue_continuation
 from hpo.spec import StudySpec
 from hpo.storage import count_trials, create_storage, redact_url, require_database
 
@@ -161,7 +161,9 @@ def fail_lost_trials(
     Each lost trial's continuation (the storage's stale-trial callback) is queued *before*
     the trial is failed. A crash between the two writes leaves the trial RUNNING, to be
     found lost again and failed without a second continuation; the other order would
-    leave a failed trial that nothing continues. Call it under the study's lock.
+    leave a failed trial that nothing continues. A trial that had failed on its own with
+    its retries used up (``NOT_CONTINUED_ATTR``) is failed, not continued. Call it under
+    the study's lock.
     """
     with storage.engine.connect() as conn:
         rows = conn.execute(_RUNNING_QUERY, {"sid": sid}).all()
@@ -194,7 +196,7 @@ def fail_lost_trials(
         trial = storage.get_trial(trial_id)
         if trial.state is not TrialState.RUNNING:
             continue
-        if callback is not None and trial.number not in continued:
+        if callback is not None and trial.number not in continued and NOT_CONTINUED_ATTR not in trial.system_attrs:
             callback(study, trial)
         try:
             if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from optuna.trial import TrialState
 
 import hpo
@@ -196,3 +197,28 @@ def test_a_failed_trial_is_continued_before_it_is_failed(write_study, tmp_path, 
     first, retry = hpo.load_study(spec.name, spec.storage_url).trials
     assert first.state == TrialState.RUNNING and retry.state == TrialState.WAITING
     assert retry.system_attrs["hpo:continues"] == {"trial": 0, "reason": "error"}
+
+
+def test_a_failed_trial_without_retries_left_is_not_continued_when_found_lost(
+    write_study, tmp_path, monkeypatch
+) -> None:
+    """Killed after its result said FAIL (no retry left) but before the FAIL was written, the
+    trial is found lost; it is failed then, not continued as a trial lost with its orchestrator."""
+    from hpo.execution import _optimize
+    from hpo.execution._study import fail_lost_trials, open_study
+
+    def killed(study, trial, state, *args, **kwargs):
+        raise _Killed
+
+    monkeypatch.setattr(_optimize, "tell", killed)
+    spec = _spec(write_study, tmp_path, retries=0)
+    with pytest.raises(_Killed):
+        hpo.optimize(spec, progress=Progress())
+    monkeypatch.undo()
+    study, storage = open_study(spec)
+    unbeaten = {study.trials[0]._trial_id: -1e9}  # seen without heartbeat since long ago
+    sid = storage.get_study_id_from_name(spec.name)
+    with storage.engine.begin() as conn:  # and the heartbeats it had are long stale
+        conn.execute(sa.text("UPDATE trial_heartbeats SET heartbeat = :t"), {"t": "2000-01-01 00:00:00"})
+    assert fail_lost_trials(study, storage, sid, grace_s=5, unbeaten=unbeaten) == 1
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
