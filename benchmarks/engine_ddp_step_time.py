@@ -3,9 +3,9 @@
 Every rank trains the same GPT on its own batches with AdamW and gradient clipping, three
 ways, in alternating chunks so drift hits all alike:
 
-- engine, default config (``zero_optimization.ignore_unused_parameters: true``: DDP looks for
-  parameters without gradient after each forward, as DeepSpeed's stage 0 tolerates them);
-- engine with ``ignore_unused_parameters: false`` (DDP's fast path);
+- engine with ``zero_optimization.ignore_unused_parameters: true`` (DDP looks for parameters
+  without gradient after each forward and copies the outputs);
+- engine, default config (``ignore_unused_parameters: false``: DDP's fast path);
 - plain ``DistributedDataParallel`` (``find_unused_parameters=False``) and a plain loop.
 
 Prints the median per-step times (rank 0) and the ratios to the plain loop.

@@ -254,7 +254,7 @@ def _parallel(raw: dict[str, Any], ignored: list[str]) -> ParallelConfig:
         tp_size=next(iter(sizes.values()), 1),
         activation_checkpointing=as_bool(ac, "activation_checkpointing"),
         ignore_unused_parameters=as_bool(
-            zero.get("ignore_unused_parameters", True), "zero_optimization.ignore_unused_parameters"
+            zero.get("ignore_unused_parameters", False), "zero_optimization.ignore_unused_parameters"
         ),
     )
 

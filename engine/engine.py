@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from engine import checkpoint as ckpt
 from engine.config import EngineConfig, parse_config
 from engine.data import ShardedLoader, to_device
+from engine.errors import ConfigError
 from engine.launch import DistInfo, distributed_init
 from engine.lr_schedules import LRSchedule, build_scheduler
 from engine.metrics import Metrics, MetricsTracker, peak_flops_for
@@ -25,6 +26,14 @@ from engine.parallel.fsdp import ZeroStage, set_gradient_sync
 from engine.precision import PrecisionType, build_precision
 
 __all__ = ["Engine", "init_model", "initialize"]
+
+# DDP's own error names its constructor argument, which engine users do not pass.
+_UNUSED_PARAMETERS = (
+    "a parameter got no gradient in the last step (on this rank), which stage 0 (DDP) refuses by "
+    "default: set zero_optimization.ignore_unused_parameters: true (DDP then looks for such "
+    "parameters after every forward and copies the model's outputs), or make every parameter "
+    "take part in the loss"
+)
 
 
 def _to_float32(output: Any) -> Any:
@@ -124,7 +133,12 @@ class Engine:
         elif training and self.uses_fsdp:
             set_gradient_sync(self.module, self.zero_stage, boundary=self.is_accumulation_boundary)
         with sync, self.precision.forward_context():
-            output = self.module(*args, **kwargs)
+            try:
+                output = self.module(*args, **kwargs)
+            except RuntimeError as e:
+                if isinstance(self.module, DistributedDataParallel) and "Expected to have finished reduction" in str(e):
+                    raise ConfigError(_UNUSED_PARAMETERS) from e
+                raise
         return _to_float32(output) if self.precision.autocast and self.precision.fp32_outputs else output
 
     forward = __call__

@@ -48,9 +48,9 @@ class ParallelConfig:
     """Tensor-parallel degree; ``WORLD_SIZE`` must be a multiple of it."""
     activation_checkpointing: bool = False
     """Recompute each block's activations in backward instead of storing them."""
-    ignore_unused_parameters: bool = True
-    """Stage 0: a parameter that gets no gradient in a step is fine (DDP looks for them after
-    each forward); False: it is an error, and DDP skips that search."""
+    ignore_unused_parameters: bool = False
+    """Stage 0 on several ranks: True lets a parameter get no gradient in a step (DDP looks
+    for them after each forward, and copies the outputs); False makes it an error."""
 
     def __post_init__(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3):

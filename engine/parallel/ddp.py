@@ -11,15 +11,15 @@ __all__ = ["apply_ddp"]
 
 
 def apply_ddp(
-    model: nn.Module, dp_mesh: DeviceMesh, device: torch.device, *, find_unused_parameters: bool = True
+    model: nn.Module, dp_mesh: DeviceMesh, device: torch.device, *, find_unused_parameters: bool = False
 ) -> DistributedDataParallel:
     """Wrap ``model`` in DDP over the ranks of ``dp_mesh``.
 
     Gradient buckets are views of the gradients (no second copy). Callers skip the
     all-reduce on accumulation micro-steps by running the forward under ``no_sync()``.
     ``find_unused_parameters`` lets a step leave some parameters without a gradient (as
-    DeepSpeed's stage 0 and FSDP do), for a walk of the autograd graph after each forward:
-    about 1% of a step (benchmarks/engine_ddp_step_time.py).
+    DeepSpeed's stage 0 does), for a walk of the autograd graph and a copy of the outputs
+    after each forward (benchmarks/engine_ddp_step_time.py), so it is not the default.
     """
     return DistributedDataParallel(
         model,

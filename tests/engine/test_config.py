@@ -96,9 +96,9 @@ def test_tuning_keys_are_accepted_with_one_warning() -> None:
 
 
 def test_ignore_unused_parameters_is_honoured_not_ignored(recwarn) -> None:
-    assert parse_config({}).parallel.ignore_unused_parameters  # DeepSpeed's default
-    config = parse_config({"zero_optimization": {"stage": 0, "ignore_unused_parameters": False}})
-    assert config.parallel.ignore_unused_parameters is False and config.ignored_keys == ()
+    assert parse_config({}).parallel.ignore_unused_parameters is False  # DDP's fast path
+    config = parse_config({"zero_optimization": {"stage": 0, "ignore_unused_parameters": True}})
+    assert config.parallel.ignore_unused_parameters is True and config.ignored_keys == ()
     assert not [w for w in recwarn if issubclass(w.category, engine.ConfigWarning)]
     with pytest.raises(engine.ConfigError, match="zero_optimization.ignore_unused_parameters"):
         parse_config({"zero_optimization": {"ignore_unused_parameters": "no"}})

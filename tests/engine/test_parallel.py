@@ -40,11 +40,14 @@ def test_data_parallel_with_accumulation_matches_one_process(stage: int) -> None
 
 
 @pytest.mark.timeout(120)
-def test_a_parameter_without_gradient_is_fine_at_stage_0_as_at_every_stage() -> None:
-    """DeepSpeed's ignore_unused_parameters (default true): a layer the forward skips (say,
-    one a trial's parameters switch off) neither fails DDP nor changes the others' training."""
+def test_a_parameter_without_gradient_at_stage_0_is_a_clear_error_or_allowed() -> None:
+    """A layer the forward skips (say, one a trial's parameters switch off): DDP's error names
+    the engine key that allows it; with the key, the other layers train as in one process."""
+    with pytest.raises(engine.LaunchError, match="set zero_optimization.ignore_unused_parameters: true"):
+        engine.launch(run_layout, world_size=2, args=("mlp_unused", _config(0, 2, 2), 3), timeout_s=100)
     want = reference_run("mlp_unused", steps=3, batch=8, lr=LR, clip=0.5)
-    got = engine.launch(run_layout, world_size=2, args=("mlp_unused", _config(0, 2, 2), 3), timeout_s=100)
+    config = _config(0, 2, 2, zero_optimization={"stage": 0, "ignore_unused_parameters": True})
+    got = engine.launch(run_layout, world_size=2, args=("mlp_unused", config, 3), timeout_s=100)
     _assert_close(got, want)
     assert torch.equal(got["spare.weight"], want["spare.weight"])
 
