@@ -9,6 +9,7 @@ import argparse
 import errno
 import json
 import os
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -79,17 +80,33 @@ def _cmd_export(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         log = sys.stderr
     else:
-        out = Path(args.output)
-        try:  # whole or not at all: an earlier archive at that path is never left half-overwritten
-            out.parent.mkdir(parents=True, exist_ok=True)
-            part = out.with_name(out.name + ".part")
-            part.write_text(text, encoding="utf-8")
-            os.replace(part, out)
+        try:
+            _write_whole(Path(args.output), text)
         except OSError as e:
             raise SpecError(f"cannot write {args.output}: {e.strerror or e}", key="output") from None
         log = sys.stdout
     print(f"exported study {name!r}: {len(archive['trials'])} trials to {args.output}", file=log)
     return EXIT_OK
+
+
+def _write_whole(out: Path, text: str) -> None:
+    """Write ``text`` to ``out`` whole or not at all: a regular file (or a new one) is written
+    beside it and renamed over it, so an earlier archive is never left half-overwritten; a
+    device, pipe, link or directory is opened as it is (and refused if it cannot be)."""
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_name(out.name + ".part")
+    try:
+        part.write_text(text, encoding="utf-8")
+        if out.exists():
+            shutil.copymode(out, part)
+        os.replace(part, out)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

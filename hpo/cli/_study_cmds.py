@@ -35,6 +35,8 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         flag = (e.key or "").replace("_", "-")
         if e.key in ("storage", "n_trials", "concurrency", "timeout") and getattr(args, e.key) is not None:
             raise SpecError(e.message, key=f"--{flag}") from None
+        if e.key in ("executor.type", "executor.address") and (args.executor or args.address) is not None:
+            raise SpecError(e.message, key="--executor" if args.executor else "--address") from None
         from hpo.spec._load import error_in_file
 
         raise error_in_file(e.message, args.spec, e.key) from None  # what the study file says is refused

@@ -120,6 +120,19 @@ def test_sqlite_to_sqlite_under_a_new_name(tmp_path, capsys) -> None:
     assert [p.name for p in b.parent.iterdir()] == ["b.json"]  # written whole, then renamed
 
 
+def test_export_writes_through_a_link_and_refuses_a_directory_cleanly(tmp_path, capsys) -> None:
+    src = f"sqlite:///{tmp_path / 'a.db'}"
+    _rich_study(src)
+    target, link = tmp_path / "target.json", tmp_path / "link.json"
+    target.write_text("old")
+    link.symlink_to(target)
+    assert main(["export", "rich", "--storage", src, str(link)]) == 0
+    assert link.is_symlink() and json.loads(target.read_text())["study_name"] == "rich"
+    assert main(["export", "rich", "--storage", src, str(tmp_path)]) == 2
+    assert f"cannot write {tmp_path}" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.part"))
+
+
 def test_multi_objective_directions_survive(tmp_path) -> None:
     src, dst = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
     study = optuna.create_study(study_name="mo", storage=src, directions=["minimize", "maximize"])
