@@ -126,7 +126,7 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
 # Every RUNNING trial of a study with its latest heartbeat (if any) and the database's clock,
 # which stamped that heartbeat. One round trip.
 _RUNNING_QUERY = sa.text(
-    "SELECT t.trial_id, t.datetime_start, h.heartbeat, CURRENT_TIMESTAMP FROM trials t "
+    "SELECT t.trial_id, h.heartbeat, CURRENT_TIMESTAMP FROM trials t "
     "LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id WHERE t.study_id = :sid AND t.state = 'RUNNING'"
 )
 _CONTINUED_QUERY = sa.text(
@@ -146,7 +146,7 @@ def fail_lost_trials(
     storage: optuna.storages.RDBStorage,
     sid: int,
     grace_s: float,
-    unbeaten: dict[int, float] | None = None,
+    unbeaten: dict[int, float],
 ) -> int:
     """Fail RUNNING trials whose orchestrator died, and continue them; return how many.
 
@@ -156,7 +156,7 @@ def fail_lost_trials(
     The latter is timed from when this process first saw the trial without a heartbeat
     (``unbeaten``, kept by the caller between calls: trial id -> ``time.monotonic()``), as
     its start time comes from the clock of the host that started it, perhaps in another
-    time zone. Without ``unbeaten`` the start time is compared with this host's clock.
+    time zone.
 
     Each lost trial's continuation (the storage's stale-trial callback) is queued *before*
     the trial is failed. A crash between the two writes leaves the trial RUNNING, to be
@@ -167,22 +167,19 @@ def fail_lost_trials(
     """
     with storage.engine.connect() as conn:
         rows = conn.execute(_RUNNING_QUERY, {"sid": sid}).all()
-    local_now, now = datetime.datetime.now(), time.monotonic()
+    now = time.monotonic()
     lost_ids = []
-    for trial_id, started, beat, db_now in rows:
-        beat, db_now, started = _when(beat), _when(db_now), _when(started)
+    for trial_id, beat, db_now in rows:
+        beat, db_now = _when(beat), _when(db_now)
         if beat is not None and db_now is not None:
             if (db_now - beat).total_seconds() > grace_s:
                 lost_ids.append(trial_id)
-        elif unbeaten is not None:
-            if now - unbeaten.setdefault(trial_id, now) >= grace_s:
-                lost_ids.append(trial_id)
-        elif started is not None and (local_now - started).total_seconds() >= grace_s:
+        elif now - unbeaten.setdefault(trial_id, now) >= grace_s:
             lost_ids.append(trial_id)
-    if unbeaten is not None:  # forget trials that have beaten, ended, or are failed below
-        keep = {row[0] for row in rows if row[2] is None} - set(lost_ids)
-        for trial_id in set(unbeaten) - keep:
-            del unbeaten[trial_id]
+    # Forget trials that have beaten, ended, or are failed below.
+    keep = {trial_id for trial_id, beat, _ in rows if beat is None} - set(lost_ids)
+    for trial_id in set(unbeaten) - keep:
+        del unbeaten[trial_id]
     if not lost_ids:
         return 0
     callback = storage.get_heartbeat_stale_trial_callback()

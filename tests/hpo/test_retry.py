@@ -113,7 +113,7 @@ def test_a_trial_whose_heartbeat_stopped_is_failed_and_continued(lost_trial_stud
 
     study, storage, sid = lost_trial_study
     fresh = study.ask()  # started now, no heartbeat yet: not lost
-    assert fail_lost_trials(study, storage, sid, grace_s=30) == 1
+    assert fail_lost_trials(study, storage, sid, grace_s=30, unbeaten={}) == 1
     lost, alive, fresh, continuation = study.get_trials()
     assert lost.state == TrialState.FAIL and alive.state == fresh.state == TrialState.RUNNING
     assert continuation.state == TrialState.WAITING and continuation.params == lost.params
@@ -128,7 +128,7 @@ def test_a_crash_between_continuing_a_lost_trial_and_failing_it_continues_it_onc
     study, storage, sid = lost_trial_study
     continue_lost = storage.get_heartbeat_stale_trial_callback()
     continue_lost(study, study.get_trials()[0])  # ... and the process died before the FAIL
-    assert fail_lost_trials(study, storage, sid, grace_s=30) == 1
+    assert fail_lost_trials(study, storage, sid, grace_s=30, unbeaten={}) == 1
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
 
 
@@ -174,7 +174,7 @@ def test_a_lost_trial_is_continued_before_it_is_failed(lost_trial_study, monkeyp
 
     monkeypatch.setattr(storage, "set_trial_state_values", killed)
     with pytest.raises(_Killed):
-        fail_lost_trials(study, storage, sid, grace_s=30)
+        fail_lost_trials(study, storage, sid, grace_s=30, unbeaten={})
     monkeypatch.undo()
     assert [t.state for t in study.get_trials()] == [TrialState.RUNNING, TrialState.RUNNING, TrialState.WAITING]
 
