@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import os
-import shutil
 import socket
 import sys
 from pathlib import Path
@@ -72,6 +70,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from hpo.report import export_study
+    from hpo.report._output import write_whole
 
     name, url, _ = resolve_study(args)
     archive = export_study(name, url)
@@ -81,32 +80,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
         log = sys.stderr
     else:
         try:
-            _write_whole(Path(args.output), text)
+            write_whole(Path(args.output), text)
         except OSError as e:
             raise SpecError(f"cannot write {args.output}: {e.strerror or e}", key="output") from None
         log = sys.stdout
     print(f"exported study {name!r}: {len(archive['trials'])} trials to {args.output}", file=log)
     return EXIT_OK
-
-
-def _write_whole(out: Path, text: str) -> None:
-    """Write ``text`` to ``out`` whole or not at all: a regular file (or a new one) is written
-    beside it and renamed over it, so an earlier archive is never left half-overwritten; a
-    device, pipe, link or directory is opened as it is (and refused if it cannot be)."""
-    if out.is_symlink() or (out.exists() and not out.is_file()):
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(text)
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    part = out.with_name(out.name + ".part")
-    try:
-        part.write_text(text, encoding="utf-8")
-        if out.exists():
-            shutil.copymode(out, part)
-        os.replace(part, out)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

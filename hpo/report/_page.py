@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from hpo.exceptions import HpoError
 from hpo.execution import METRICS_ATTR, SPEC_ATTR
 from hpo.report._figures import Chart, study_charts
+from hpo.report._output import write_whole
 from hpo.reporting import status_summary, trial_rows
 from hpo.storage import redact_url
 
@@ -90,10 +91,9 @@ def render_report(study: optuna.Study) -> str:
 
 
 def write_report(study: optuna.Study, path: str | Path) -> Path:
-    """Render the report of ``study`` into ``path`` (parent directories are created)."""
+    """Render the report of ``study`` into ``path``, whole (parent directories are created)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(study), encoding="utf-8")
+    write_whole(path, render_report(study))
     return path
 
 
